@@ -1,0 +1,1 @@
+"""Optional plugins whose dependencies come with extras (``pip install flowkernel[...]``)."""

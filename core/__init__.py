@@ -1,0 +1,92 @@
+"""flowkernel: a dataflow kernel for Python, built on pluggy hooks.
+
+Decorate functions with :func:`python_app` or :func:`join_app`; calling one
+returns an :class:`AppFuture` at once, and futures passed to other apps become
+their dependencies.  :func:`load` starts a kernel that runs the resulting graph.
+
+Plugins are not loaded by ``import flowkernel``; they load when a kernel starts,
+when :func:`make_executor` is called, or when ``ThreadPoolExecutor`` is first
+looked up here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowkernel.apps import join_app, python_app
+from flowkernel.config import Config
+from flowkernel.errors import (
+    AbortTask,
+    ConfigurationError,
+    DataFlowException,
+    DependencyError,
+    FlowkernelError,
+    HookError,
+    JoinError,
+    KernelShutdownError,
+    NoDataFlowKernelError,
+    PluginLoadError,
+    UnknownExecutorError,
+    UnsupportedFeatureError,
+)
+from flowkernel.executors import Executor, make_executor
+from flowkernel.futures import AppFuture
+from flowkernel.kernel import DataFlowKernel
+from flowkernel.loader import DataFlowKernelLoader, clear, dfk, load, wait_for_current_tasks
+from flowkernel.log import set_file_logger, set_stream_logger
+from flowkernel.markers import hookimpl
+from flowkernel.states import States
+
+if TYPE_CHECKING:  # the class lives in the default ``threads`` plugin
+    from flowkernel.plugins.threads import ThreadPoolExecutor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbortTask",
+    "AppFuture",
+    "Config",
+    "ConfigurationError",
+    "DataFlowException",
+    "DataFlowKernel",
+    "DataFlowKernelLoader",
+    "DependencyError",
+    "Executor",
+    "FlowkernelError",
+    "HookError",
+    "JoinError",
+    "KernelShutdownError",
+    "NoDataFlowKernelError",
+    "PluginLoadError",
+    "States",
+    "ThreadPoolExecutor",
+    "UnknownExecutorError",
+    "UnsupportedFeatureError",
+    "__version__",
+    "clear",
+    "dfk",
+    "hookimpl",
+    "join_app",
+    "load",
+    "make_executor",
+    "python_app",
+    "set_file_logger",
+    "set_stream_logger",
+    "wait_for_current_tasks",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The core does not import its plugins: the thread executor class is asked
+    # of whichever plugin provides the ``threads`` kind.
+    if name == "ThreadPoolExecutor":
+        from flowkernel.pluginmanager import default_plugins
+
+        kinds = default_plugins().executor_kinds()
+        if "threads" not in kinds:
+            raise AttributeError(
+                "flowkernel.ThreadPoolExecutor comes from the plugin providing executor kind "
+                "'threads', and no loaded plugin provides it (is the 'threads' plugin blocked?)"
+            )
+        return kinds["threads"][1]
+    raise AttributeError(f"module 'flowkernel' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m flowkernel``: the same as the ``flowkernel`` command."""
+
+from flowkernel.cli import main
+
+raise SystemExit(main())

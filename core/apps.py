@@ -1,0 +1,153 @@
+"""Apps: decorated functions whose calls become tasks.
+
+``@python_app`` runs the function body as the task.  ``@join_app`` runs the
+body (on the kernel's internal pool by default) to *build* more tasks: it
+returns a future or a list of futures, and the app's future takes their
+result(s).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar, overload
+
+from typeguard import typechecked
+
+from flowkernel.futures import AppFuture
+from flowkernel.kernel import INTERNAL_EXECUTOR, DataFlowKernel
+from flowkernel.loader import DataFlowKernelLoader
+
+R = TypeVar("R")
+
+# Keyword parameters whose declared defaults are passed to every call, as in
+# Parsl: a default ``inputs=[...]`` holding futures makes them dependencies.
+_SPECIAL_KWARGS = ("inputs", "outputs", "stdout", "stderr", "walltime", "parsl_resource_specification")
+
+
+class AppBase(Generic[R]):
+    """A function turned into an app; calling it submits a task."""
+
+    join = False
+
+    def __init__(
+        self,
+        func: Callable[..., R],
+        data_flow_kernel: DataFlowKernel | None = None,
+        executors: str | Sequence[str] = "all",
+        cache: bool = False,
+        ignore_for_cache: Sequence[str] | None = None,
+    ) -> None:
+        self.func = func
+        self.data_flow_kernel = data_flow_kernel
+        self.executors = executors if isinstance(executors, str) else list(executors)
+        self.cache = cache
+        self.ignore_for_cache = list(ignore_for_cache) if ignore_for_cache else None
+        functools.update_wrapper(self, func)
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        self.kwargs = {
+            name: params[name].default
+            for name in _SPECIAL_KWARGS
+            if name in params and params[name].default is not inspect.Parameter.empty
+        }
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AppFuture[R]:
+        dfk = self.data_flow_kernel or DataFlowKernelLoader.dfk()
+        if self.kwargs:
+            merged = dict(self.kwargs)
+            merged.update(kwargs)
+            kwargs = merged
+        return dfk.submit(
+            self.func,
+            app_args=args,
+            executors=self.executors,
+            cache=self.cache,
+            ignore_for_cache=self.ignore_for_cache,
+            app_kwargs=kwargs,
+            join=self.join,
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self.func, '__qualname__', self.func)!r}>"
+
+
+class PythonApp(AppBase[R]):
+    """An app whose body is the task."""
+
+
+class JoinApp(AppBase[R]):
+    """An app whose body returns the future(s) its result is taken from."""
+
+    join = True
+
+
+@overload
+def python_app(function: Callable[..., R]) -> PythonApp[R]: ...
+@overload
+def python_app(
+    function: None = None,
+    data_flow_kernel: DataFlowKernel | None = None,
+    cache: bool = False,
+    executors: str | Sequence[str] = "all",
+    ignore_for_cache: Sequence[str] | None = None,
+) -> Callable[[Callable[..., R]], PythonApp[R]]: ...
+
+
+@typechecked
+def python_app(
+    function: Callable[..., Any] | None = None,
+    data_flow_kernel: DataFlowKernel | None = None,
+    cache: bool = False,
+    executors: str | Sequence[str] = "all",
+    ignore_for_cache: Sequence[str] | None = None,
+) -> Any:
+    """Make a function an app: each call returns an :class:`AppFuture` at once.
+
+    :param executors: ``"all"`` or the labels the task may run on.
+    :param cache: reuse the result of an identical earlier call (when the
+        config's ``app_cache`` allows).
+    :param ignore_for_cache: keyword arguments that do not count for caching.
+    """
+
+    def decorate(func: Callable[..., Any]) -> PythonApp[Any]:
+        return PythonApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
+
+    return decorate(function) if function is not None else decorate
+
+
+@overload
+def join_app(function: Callable[..., R]) -> JoinApp[Any]: ...
+@overload
+def join_app(
+    function: None = None,
+    data_flow_kernel: DataFlowKernel | None = None,
+    cache: bool = False,
+    executors: str | Sequence[str] = (INTERNAL_EXECUTOR,),
+    ignore_for_cache: Sequence[str] | None = None,
+) -> Callable[[Callable[..., R]], JoinApp[Any]]: ...
+
+
+@typechecked
+def join_app(
+    function: Callable[..., Any] | None = None,
+    data_flow_kernel: DataFlowKernel | None = None,
+    cache: bool = False,
+    executors: str | Sequence[str] = (INTERNAL_EXECUTOR,),
+    ignore_for_cache: Sequence[str] | None = None,
+) -> Any:
+    """Make a function a join app: its body returns a future or a list of futures.
+
+    The app's future completes with the inner future's result (or the list of
+    results); if an inner future fails, with :class:`~flowkernel.JoinError`.  A
+    body returning anything else fails the task with a ``TypeError``.  The body
+    runs on the kernel's internal pool unless ``executors`` says otherwise.
+    """
+
+    def decorate(func: Callable[..., Any]) -> JoinApp[Any]:
+        return JoinApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
+
+    return decorate(function) if function is not None else decorate

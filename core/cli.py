@@ -1,0 +1,85 @@
+"""The ``flowkernel`` command: ``demo``, ``plugins``, ``--version``.
+
+Exit codes: 0 success, 1 the command ran and failed, 2 bad usage.  This is the
+only module of flowkernel that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from flowkernel.errors import FlowkernelError
+
+
+def _parser() -> argparse.ArgumentParser:
+    from flowkernel import __version__
+
+    parser = argparse.ArgumentParser(prog="flowkernel", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"flowkernel {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run a small workflow and print a summary")
+    demo.add_argument("--bound", type=int, default=200_000, help="count primes below this")
+    demo.add_argument("--chunks", type=int, default=16, help="tasks to fan out over")
+    demo.add_argument("--run-dir", default=None, help="where runinfo goes (default: a temp dir)")
+
+    plugins = commands.add_parser("plugins", help="list registered plugins and their hooks")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--hook", default=None, help="only plugins implementing this hook")
+    return parser
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from flowkernel.demo import run_demo
+
+    summary = run_demo(bound=args.bound, chunks=args.chunks, run_dir=args.run_dir)
+    print("flowkernel demo")
+    for line in summary.lines():
+        print("  " + line)
+    return 0 if summary.primes == summary.primes_by_join else 1
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from flowkernel import hookspecs
+    from flowkernel.pluginmanager import default_plugins
+
+    if args.hook is not None and args.hook not in hookspecs.HOOK_NAMES:
+        print(
+            f"flowkernel: unknown hook {args.hook!r}; hooks: {', '.join(hookspecs.HOOK_NAMES)}",
+            file=sys.stderr,
+        )
+        return 2
+    plugins = default_plugins()
+    infos = [
+        info for info in plugins.infos.values() if args.hook is None or args.hook in info.hooks
+    ]
+    if args.json:
+        print(json.dumps([info.as_dict() for info in infos], indent=2))
+        return 0
+    for info in infos:
+        print(f"{info.name}  ({info.describe_origin()})")
+        if info.path:
+            print(f"    file:  {info.path}")
+        print(f"    hooks: {', '.join(info.hooks) or '-'}")
+    kinds = plugins.executor_kinds()
+    if kinds and args.hook is None:
+        print("executor kinds: " + ", ".join(f"{k} ({p})" for k, (p, _) in sorted(kinds.items())))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        if args.command == "demo":
+            return _cmd_demo(args)
+        return _cmd_plugins(args)
+    except FlowkernelError as exc:
+        print(f"flowkernel: {exc}", file=sys.stderr)
+        return 1

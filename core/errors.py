@@ -1,0 +1,136 @@
+"""Errors flowkernel raises or puts into futures.
+
+Names and messages follow Parsl's where Parsl has the same error, so code that
+catches ``DependencyError`` or ``JoinError`` keeps working.  Every error that a
+future can carry says which task it belongs to and, where another exception is
+the real cause, chains it as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class FlowkernelError(Exception):
+    """Base class of every error raised by flowkernel itself."""
+
+
+class ConfigurationError(FlowkernelError):
+    """A configuration value, a config file or a plugin set-up is wrong."""
+
+
+class NoDataFlowKernelError(FlowkernelError):
+    """No kernel is loaded, or the kernel has been cleaned up."""
+
+
+class DataFlowException(FlowkernelError):
+    """Base class of errors about the task graph (Parsl's name)."""
+
+
+class UnknownExecutorError(ConfigurationError, ValueError):
+    """An app named an executor label that the kernel does not have."""
+
+    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
+        self.unknown = list(unknown)
+        self.known = list(known)
+        super().__init__(
+            f"unknown executor label(s) {', '.join(map(repr, self.unknown))}; "
+            f"the executors of this kernel are: {', '.join(map(repr, self.known)) or 'none'}"
+        )
+
+
+def _describe(exceptions_tids: Sequence[tuple[BaseException, str | None]]) -> str:
+    return ", ".join(tid if tid is not None else repr(exc) for exc, tid in exceptions_tids)
+
+
+class DependencyError(DataFlowException):
+    """A task did not run because one or more of its inputs failed.
+
+    ``dependent_exceptions_tids`` pairs each failed input's exception with a
+    description of that input (``"task 3"``); the first exception is also the
+    ``__cause__``.
+    """
+
+    def __init__(
+        self, dependent_exceptions_tids: Sequence[tuple[BaseException, str | None]], task_id: int
+    ) -> None:
+        self.dependent_exceptions_tids = list(dependent_exceptions_tids)
+        self.task_id = task_id
+        super().__init__(self.dependent_exceptions_tids, task_id)
+        if self.dependent_exceptions_tids:
+            self.__cause__ = self.dependent_exceptions_tids[0][0]
+
+    def __str__(self) -> str:
+        return (
+            f"Dependency failure for task {self.task_id} with failed dependencies from "
+            f"{_describe(self.dependent_exceptions_tids)}"
+        )
+
+
+class JoinError(DataFlowException):
+    """A join app's inner futures failed; the causes are in ``dependent_exceptions_tids``."""
+
+    def __init__(
+        self, dependent_exceptions_tids: Sequence[tuple[BaseException, str | None]], task_id: int
+    ) -> None:
+        self.dependent_exceptions_tids = list(dependent_exceptions_tids)
+        self.task_id = task_id
+        super().__init__(self.dependent_exceptions_tids, task_id)
+        if self.dependent_exceptions_tids:
+            self.__cause__ = self.dependent_exceptions_tids[0][0]
+
+    def __str__(self) -> str:
+        return (
+            f"Join failure for task {self.task_id} with failed join dependencies from "
+            f"{_describe(self.dependent_exceptions_tids)}"
+        )
+
+
+class HookError(FlowkernelError):
+    """A plugin's hook implementation raised, or answered with something unusable.
+
+    ``hook`` is the hook name, ``plugin`` the registered name of the plugin
+    whose implementation was at fault; the plugin's own exception, if any, is
+    the ``__cause__``.
+    """
+
+    def __init__(self, hook: str, plugin: str | None, problem: str) -> None:
+        self.hook = hook
+        self.plugin = plugin
+        self.problem = problem
+        where = f"plugin {plugin!r}" if plugin is not None else "no plugin"
+        super().__init__(f"hook {hook} in {where}: {problem}")
+
+
+class PluginLoadError(ConfigurationError):
+    """A plugin could not be loaded or registered; the message names it and where it came from."""
+
+
+class AbortTask(Exception):  # noqa: N818 - reads as an instruction from a hook
+    """Raised by a decision hook to fail the task with ``exception`` itself.
+
+    Any other exception from a hook is reported as a :class:`HookError` (a
+    plugin bug); this one says "the task has failed, and this is why".  The
+    default retry plugin uses it so that an exception raised by
+    ``Config.retry_handler`` is what the task's future reports, as in Parsl.
+    """
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+        super().__init__(exception)
+
+
+class KernelShutdownError(NoDataFlowKernelError):
+    """The kernel was cleaned up before this task could finish."""
+
+    def __init__(self, task_id: int, state: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"task {task_id} was still {state} when the kernel was cleaned up, so it never ran "
+            "to completion; wait for tasks (exit_mode='wait' or wait_for_current_tasks()) "
+            "before cleanup to let them finish"
+        )
+
+
+class UnsupportedFeatureError(FlowkernelError):
+    """An executor was asked for something it does not do (e.g. a resource specification)."""

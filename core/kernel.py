@@ -1,0 +1,621 @@
+"""The kernel: a task state machine that asks plugins for every decision.
+
+Threads and what they do
+------------------------
+* **Submitting threads** (any user thread) create a task record, find its
+  inputs, move it ``unsched -> pending`` and attach a done-callback to each
+  input future.  They never launch anything themselves.
+* **Whatever thread completes a future** (an executor worker, another task's
+  completion) runs only tiny callbacks: count a waiting task's unfinished inputs
+  down, or report an execution result.  Both put an event on the dispatch queue
+  and return, so a chain of 100,000 tasks never nests callbacks inside callbacks.
+* **The dispatch thread** (``flowkernel-dispatch``, one per kernel) takes events
+  off the queue and makes every transition after ``pending``: launch, retry,
+  join, success, failure.  Because one thread owns those transitions, a task is
+  never launched twice and never forgotten.
+
+Locks
+-----
+``self._lock`` guards the countdowns (``TaskRecord._unfinished``), the task
+table and ``task_state_counts``; it is held only for a few assignments and never
+while calling out to a plugin, an executor or a future.  Only the thread that
+takes a countdown to zero queues the task, so inputs that finish in the same
+instant on different threads cannot both launch it (Parsl issue #2227).
+
+Every transition is checked against :data:`flowkernel.states.TRANSITIONS`; a
+refused one is logged as an error and acted on no further.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures as cf
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import CancelledError, Future
+from functools import partial
+from typing import Any
+
+from typeguard import typechecked
+
+from flowkernel.config import Config
+from flowkernel.errors import (
+    AbortTask,
+    DependencyError,
+    HookError,
+    JoinError,
+    KernelShutdownError,
+    NoDataFlowKernelError,
+    UnknownExecutorError,
+)
+from flowkernel.executors import Executor
+from flowkernel.futures import AppFuture
+from flowkernel.log import FILE_LOG_NAME, remove_handler, set_file_logger
+from flowkernel.pluginmanager import Plugins, build_plugins
+from flowkernel.rundir import make_rundir
+from flowkernel.states import FINAL_STATES, TRANSITIONS, States
+from flowkernel.task import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_EXECUTOR = "_flowkernel_internal"
+"""Label of the kernel's own thread pool, where join-app bodies run by default."""
+
+_Event = tuple[Callable[[TaskRecord, Any], None] | None, Any, Any]
+
+
+def _exception_of(future: Future[Any]) -> BaseException | None:
+    """The exception of a done future, treating cancellation as one."""
+    if future.cancelled():
+        return CancelledError(f"{future!r} was cancelled")
+    return future.exception()
+
+
+class DataFlowKernel:
+    """Runs tasks when their inputs are ready, on executors chosen by plugins.
+
+    Build one with :func:`flowkernel.load` (the usual way, which also makes it
+    the kernel apps use by default) or directly, and use it as a context
+    manager so that it is cleaned up according to ``Config.exit_mode``.
+    """
+
+    @typechecked
+    def __init__(self, config: Config | None = None) -> None:
+        self._config = config if config is not None else Config()
+        self.plugins: Plugins = build_plugins(self._config)
+        self.plugins.require("flowkernel_select_executor", "choose an executor for each task")
+        self.plugins.require("flowkernel_retry_cost", "price a failed try")
+        self.plugins.require("flowkernel_dependency_resolver", "find futures among arguments")
+        self._resolver, self._resolver_plugin = self.plugins.dependency_resolver(self._config)
+        self._observe_states = self.plugins.implements("flowkernel_task_state_changed")
+
+        self.run_id = str(uuid.uuid4())
+        self.run_dir = make_rundir(self._config.run_dir)
+        self._log_handler: logging.Handler | None = None
+        if self._config.initialize_logging:
+            self._log_handler = set_file_logger(
+                os.path.join(self.run_dir, FILE_LOG_NAME), level=logging.DEBUG
+            )
+        logger.info("kernel %s starting in %s", self.run_id, self.run_dir)
+
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self.tasks: dict[int, TaskRecord] = {}
+        self.task_state_counts: dict[States, int] = {state: 0 for state in States}
+        self.task_count = 0
+        self.cleanup_called = False
+        self._closing = False
+        self.time_began = time.time()
+        self.time_completed: float | None = None
+
+        self.executors: dict[str, Executor] = {}
+        executors = self._config.executors
+        if executors is None:
+            self.plugins.require("flowkernel_executor_kinds", "make the default executor")
+            executors = [self.plugins.make_executor("threads", label="threads")]
+        try:
+            for executor in executors:
+                executor.run_dir = self.run_dir
+                executor.start()
+                self.executors[executor.label] = executor
+        except BaseException:
+            logger.exception("an executor failed to start; shutting down the others")
+            self._shutdown_executors()
+            self._remove_log_handler()
+            raise
+        self._labels = tuple(self.executors)
+
+        self._internal = cf.ThreadPoolExecutor(
+            max_workers=self._config.internal_tasks_max_threads,
+            thread_name_prefix="flowkernel-internal",
+        )
+        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="flowkernel-dispatch", daemon=True
+        )
+        self._dispatcher.start()
+        atexit.register(self._atexit_warning)
+        self.plugins.kernel_started(self)
+
+    # ------------------------------------------------------------------
+    # Public surface
+    # ------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        """The configuration this kernel was built from."""
+        return self._config
+
+    @property
+    def hook_errors(self) -> int:
+        """How many times an observer hook raised (each was logged)."""
+        return self.plugins.observer_errors
+
+    def outstanding(self) -> dict[str, int]:
+        """Unfinished tasks per executor label, as each executor reports it."""
+        return {label: ex.outstanding for label, ex in self.executors.items()}
+
+    def __enter__(self) -> DataFlowKernel:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        mode = self._config.exit_mode
+        logger.debug("leaving the kernel's context with exit_mode %r", mode)
+        if mode == "skip":
+            return
+        if mode == "wait" and exc_type is None:
+            self.wait_for_current_tasks()
+        self.cleanup()
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        app_args: Sequence[Any],
+        executors: str | Sequence[str] = "all",
+        cache: bool = False,
+        ignore_for_cache: Sequence[str] | None = None,
+        app_kwargs: dict[str, Any] | None = None,
+        join: bool = False,
+    ) -> AppFuture[Any]:
+        """Add one task; return its future at once.
+
+        Futures among ``app_args``, the values of ``app_kwargs`` and the items of
+        ``app_kwargs["inputs"]`` (and deeper, with a deep resolver) become inputs:
+        the task launches when all of them are done, or fails with a
+        :class:`DependencyError` without running if any of them failed.
+        """
+        if self.cleanup_called:
+            raise NoDataFlowKernelError("Cannot submit to a DFK that has been cleaned up")
+        candidates = self._candidates(executors)
+        kwargs = app_kwargs if app_kwargs is not None else {}
+        with self._lock:
+            task_id = next(self._ids)
+            self.task_count += 1
+        task = TaskRecord(
+            task_id=task_id,
+            kernel=self,
+            func=func,
+            args=list(app_args),
+            kwargs=kwargs,
+            candidates=candidates,
+            memoize=cache,
+            ignore_for_cache=list(ignore_for_cache or ()),
+            join=join,
+            resource_specification=kwargs.get("parsl_resource_specification") or {},
+        )
+        future: AppFuture[Any] = AppFuture(task)
+        task.app_fu = future
+        with self._lock:
+            self.tasks[task_id] = task
+            self.task_state_counts[States.unsched] += 1
+
+        try:
+            inputs = self._gather(task)
+        except Exception as exc:
+            error = HookError(
+                "flowkernel_dependency_resolver",
+                self._resolver_plugin,
+                f"the resolver raised {type(exc).__name__} while looking for futures in the "
+                f"arguments of task {task_id}: {exc}",
+            )
+            error.__cause__ = exc
+            self._fail(task, error)
+            return future
+        task.depends = inputs
+        if inputs:
+            logger.debug("task %d (%s) waits on %d input(s)", task_id, task.func_name, len(inputs))
+        self._transition(task, States.pending)
+        self._wait_then(task, inputs, self._launch)
+        return future
+
+    def wait_for_current_tasks(self, timeout: float | None = None) -> list[int]:
+        """Wait until every task submitted so far (and any they submit) has finished.
+
+        :param timeout: give up after this many seconds.
+        :returns: the ids of tasks still unfinished (empty when all finished);
+            they are also logged as a warning.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                waiting = [t.app_fu for t in self.tasks.values() if t.status not in FINAL_STATES]
+            futures = [f for f in waiting if f is not None and not f.done()]
+            if not futures:
+                return []
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, not_done = cf.wait(futures, timeout=remaining)
+            if not_done and deadline is not None and time.monotonic() >= deadline:
+                ids = sorted(f.tid for f in not_done if isinstance(f, AppFuture))
+                logger.warning(
+                    "%d task(s) still unfinished after %.1fs: %s", len(ids), timeout, ids[:50]
+                )
+                return ids
+
+    def cleanup(self) -> None:
+        """Shut the kernel down; every task's future ends.
+
+        Tasks already running on an executor finish (executors shut down
+        gracefully).  A task that had not launched yet — its inputs were not
+        ready, or it was waiting for a retry — fails with
+        :class:`~flowkernel.errors.KernelShutdownError`; use
+        ``exit_mode="wait"`` or :meth:`wait_for_current_tasks` first to let it
+        run.  A second call is an error.
+        """
+        with self._lock:
+            if self.cleanup_called:
+                raise NoDataFlowKernelError("cleanup() was already called on this kernel")
+            self.cleanup_called = True
+        logger.info("kernel %s cleaning up", self.run_id)
+        self.plugins.kernel_stopping(self)
+        self._closing = True
+        self._shutdown_executors()
+        self._internal.shutdown(wait=True)
+        self._run_on_dispatcher(self._sweep)
+        self._events.put((None, None, None))
+        if threading.current_thread() is not self._dispatcher:
+            self._dispatcher.join()
+        self.time_completed = time.time()
+        self._log_summary()
+        atexit.unregister(self._atexit_warning)
+        from flowkernel.loader import DataFlowKernelLoader
+
+        DataFlowKernelLoader._forget(self)
+        logger.info("kernel %s cleaned up", self.run_id)
+        self._remove_log_handler()
+
+    # ------------------------------------------------------------------
+    # Submission helpers (submitting thread)
+    # ------------------------------------------------------------------
+
+    def _candidates(self, executors: str | Sequence[str]) -> tuple[str, ...]:
+        if executors == "all":
+            return self._labels
+        labels = (executors,) if isinstance(executors, str) else tuple(executors)
+        unknown = [lb for lb in labels if lb not in self.executors and lb != INTERNAL_EXECUTOR]
+        if unknown or not labels:
+            raise UnknownExecutorError(unknown or ["(none given)"], self._labels)
+        return labels
+
+    def _gather(self, task: TaskRecord) -> list[Future[Any]]:
+        gather = self._resolver.traverse_to_gather
+        found: list[Future[Any]] = []
+        for arg in task.args:
+            found.extend(gather(arg))
+        for key, value in task.kwargs.items():
+            if key != "inputs":
+                found.extend(gather(value))
+        for item in task.kwargs.get("inputs") or ():
+            found.extend(gather(item))
+        return found
+
+    def _wait_then(
+        self,
+        task: TaskRecord,
+        futures: Iterable[Future[Any]],
+        then: Callable[[TaskRecord, Any], None],
+    ) -> None:
+        """Queue ``then(task)`` once every future in ``futures`` is done.
+
+        The count starts one above the number of futures; that extra guard is
+        released last, so callbacks firing while we attach them cannot reach
+        zero early.
+        """
+        futures = list(futures)
+        with self._lock:
+            task._unfinished = len(futures) + 1
+        callback = partial(self._count_down, task, then)
+        for future in futures:
+            future.add_done_callback(callback)
+        self._count_down(task, then, None)
+
+    def _count_down(
+        self, task: TaskRecord, then: Callable[[TaskRecord, Any], None], _future: Any
+    ) -> None:
+        with self._lock:
+            task._unfinished -= 1
+            ready = task._unfinished == 0
+        if ready:
+            self._events.put((then, task, None))
+
+    # ------------------------------------------------------------------
+    # Dispatch thread
+    # ------------------------------------------------------------------
+
+    def _dispatch_loop(self) -> None:
+        get = self._events.get
+        while True:
+            handler, task, arg = get()
+            if handler is None:
+                return
+            try:
+                handler(task, arg)
+            except BaseException as exc:  # a bug here must not strand the task
+                logger.exception("kernel error while handling task %s", getattr(task, "id", "?"))
+                if isinstance(task, TaskRecord) and task.status not in FINAL_STATES:
+                    self._fail(task, exc)
+
+    def _run_on_dispatcher(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the dispatch thread after everything queued so far."""
+        if threading.current_thread() is self._dispatcher or not self._dispatcher.is_alive():
+            fn()
+            return
+        done = threading.Event()
+
+        def run(_task: Any, _arg: Any) -> None:
+            try:
+                fn()
+            finally:
+                done.set()
+
+        self._events.put((run, None, None))
+        done.wait()
+
+    def _launch(self, task: TaskRecord, _arg: Any = None) -> None:
+        if task.status is not States.pending:
+            logger.error("task %d is %s, not pending: launch refused", task.id, task.status.name)
+            return
+        if self._closing:
+            self._fail(task, KernelShutdownError(task.id, "waiting to launch"))
+            return
+        if task.depends:
+            failures = [
+                (exc, self._describe(dep))
+                for dep in task.depends
+                if (exc := _exception_of(dep)) is not None
+            ]
+            if failures:
+                logger.info("task %d failed because inputs failed", task.id)
+                self._fail(task, DependencyError(failures, task.id), States.dep_fail)
+                return
+            try:
+                self._unwrap(task)
+            except Exception as exc:
+                error = HookError(
+                    "flowkernel_dependency_resolver",
+                    self._resolver_plugin,
+                    f"the resolver raised {type(exc).__name__} while replacing the inputs of "
+                    f"task {task.id} with their results: {exc}",
+                )
+                error.__cause__ = exc
+                self._fail(task, error)
+                return
+            task.depends = []
+
+        if task.candidates == (INTERNAL_EXECUTOR,):
+            submit: Callable[..., Future[Any]] = self._submit_internal
+            task.executor = INTERNAL_EXECUTOR
+        else:
+            try:
+                label = self.plugins.select_executor(task, task.candidates)
+            except AbortTask as abort:
+                self._fail(task, abort.exception)
+                return
+            except HookError as exc:
+                self._fail(task, exc)
+                return
+            task.executor = label
+            submit = self.executors[label].submit
+
+        if not self._transition(task, States.launched):
+            return
+        task.try_time_launched = time.time()
+        try:
+            future = submit(task.func, task.resource_specification, *task.args, **task.kwargs)
+            future.add_done_callback(partial(self._report_done, task))
+        except Exception as exc:
+            logger.info("task %d: executor %r refused it: %r", task.id, task.executor, exc)
+            self._failed_try(task, exc)
+            return
+        task.exec_fu = future
+        logger.debug("task %d try %d launched on %s", task.id, task.try_id, task.executor)
+
+    def _submit_internal(
+        self, func: Callable[..., Any], _resources: Any, *args: Any, **kwargs: Any
+    ) -> Future[Any]:
+        return self._internal.submit(func, *args, **kwargs)
+
+    def _report_done(self, task: TaskRecord, future: Future[Any]) -> None:
+        self._events.put((self._exec_done, task, future))
+
+    def _exec_done(self, task: TaskRecord, future: Future[Any]) -> None:
+        if task.status is not States.launched or future is not task.exec_fu:
+            logger.error(
+                "task %d: a result arrived while it was %s; ignored", task.id, task.status.name
+            )
+            return
+        task.try_time_returned = time.time()
+        exc = _exception_of(future)
+        if exc is not None:
+            self._failed_try(task, exc)
+        elif task.join:
+            self._start_join(task, future.result())
+        else:
+            self._succeed(task, future.result())
+
+    def _failed_try(self, task: TaskRecord, exc: BaseException) -> None:
+        task.fail_count += 1
+        task.fail_history.append(repr(exc))
+        final: BaseException = exc
+        retry = False
+        try:
+            cost = self.plugins.retry_cost(exc, task)
+        except AbortTask as abort:
+            final = abort.exception
+        except HookError as hook_error:
+            # Keep the try's own exception in view next to the plugin's.
+            hook_error.task_exception = exc  # type: ignore[attr-defined]
+            final = hook_error
+        else:
+            task.fail_cost += cost
+            retry = task.fail_cost <= self._config.retries and not self._closing
+        if not retry:
+            logger.info("task %d failed after %d tr%s", task.id, task.fail_count,
+                        "y" if task.fail_count == 1 else "ies")
+            self._fail(task, final)
+            return
+        logger.info("task %d try %d failed (%r); retrying", task.id, task.try_id, exc)
+        if self._transition(task, States.fail_retryable):
+            task.try_id += 1
+            task.exec_fu = None
+            if self._transition(task, States.pending):
+                self._launch(task)
+
+    def _start_join(self, task: TaskRecord, joinable: Any) -> None:
+        if isinstance(joinable, Future):
+            inner: list[Future[Any]] = [joinable]
+        elif isinstance(joinable, list) and all(isinstance(f, Future) for f in joinable):
+            inner = joinable
+        else:
+            self._fail(
+                task,
+                TypeError(
+                    "join_app body must return a Future or a list of Futures, got "
+                    f"{joinable!r} of type {type(joinable).__name__}"
+                ),
+            )
+            return
+        task.joins = joinable
+        if self._transition(task, States.joining):
+            self._wait_then(task, inner, self._join_done)
+
+    def _join_done(self, task: TaskRecord, _arg: Any = None) -> None:
+        if task.status is not States.joining:
+            logger.error("task %d is %s, not joining: join result ignored", task.id,
+                         task.status.name)
+            return
+        joins = task.joins
+        inner = [joins] if isinstance(joins, Future) else list(joins or [])
+        failures = [(exc, self._describe(f)) for f in inner if (exc := _exception_of(f)) is not None]
+        if failures:
+            error = JoinError(failures, task.id)
+            task.fail_count += 1
+            task.fail_history.append(repr(error))
+            self._fail(task, error)
+        elif isinstance(joins, Future):
+            self._succeed(task, joins.result())
+        else:
+            self._succeed(task, [f.result() for f in inner])
+
+    def _sweep(self) -> None:
+        """At cleanup: end every task that can no longer finish by itself."""
+        with self._lock:
+            stranded = [t for t in self.tasks.values() if t.status not in FINAL_STATES]
+        for task in stranded:
+            state = {
+                States.pending: "waiting for its inputs",
+                States.launched: "running on an executor that never reported back",
+                States.joining: "waiting for the futures its join body returned",
+            }.get(task.status, task.status.name)
+            self._fail(task, KernelShutdownError(task.id, state))
+
+    # ------------------------------------------------------------------
+    # Transitions and endings
+    # ------------------------------------------------------------------
+
+    def _transition(self, task: TaskRecord, new: States) -> bool:
+        old = task.status
+        if new not in TRANSITIONS[old]:
+            logger.error("task %d: transition %s -> %s refused", task.id, old.name, new.name)
+            return False
+        with self._lock:
+            self.task_state_counts[old] -= 1
+            self.task_state_counts[new] += 1
+            task.status = new
+        if self._observe_states:
+            self.plugins.task_state_changed(task, old, new)
+        return True
+
+    def _succeed(self, task: TaskRecord, result: Any, state: States = States.exec_done) -> None:
+        if self._transition(task, state):
+            self._finish(task)
+            assert task.app_fu is not None
+            task.app_fu.set_result(result)
+
+    def _fail(self, task: TaskRecord, exc: BaseException, state: States = States.failed) -> None:
+        if self._transition(task, state):
+            self._finish(task)
+            assert task.app_fu is not None
+            task.app_fu.set_exception(exc)
+
+    def _finish(self, task: TaskRecord) -> None:
+        task.time_returned = time.time()
+        if self._config.garbage_collect:
+            with self._lock:
+                self.tasks.pop(task.id, None)
+
+    # ------------------------------------------------------------------
+    # Small helpers
+    # ------------------------------------------------------------------
+
+    def _unwrap(self, task: TaskRecord) -> None:
+        unwrap = self._resolver.traverse_to_unwrap
+        task.args = [unwrap(arg) for arg in task.args]
+        kwargs = task.kwargs
+        for key, value in kwargs.items():
+            if key != "inputs":
+                kwargs[key] = unwrap(value)
+        if kwargs.get("inputs"):
+            kwargs["inputs"] = [unwrap(item) for item in kwargs["inputs"]]
+
+    def _describe(self, future: Future[Any]) -> str:
+        if isinstance(future, AppFuture) and future.task_record.kernel is self:
+            return f"task {future.tid}"
+        return repr(future)
+
+    def _shutdown_executors(self) -> None:
+        for label, executor in self.executors.items():
+            try:
+                executor.shutdown()
+            except Exception:
+                logger.exception("executor %r raised while shutting down", label)
+
+    def _log_summary(self) -> None:
+        counts = {s.name: n for s, n in self.task_state_counts.items() if n}
+        logger.info(
+            "kernel %s ran %d task(s): %s; observer hook errors: %d",
+            self.run_id,
+            self.task_count,
+            counts,
+            self.plugins.observer_errors,
+        )
+
+    def _remove_log_handler(self) -> None:
+        if self._log_handler is not None:
+            remove_handler(self._log_handler)
+            self._log_handler = None
+
+    def _atexit_warning(self) -> None:
+        logger.warning(
+            "Python is exiting with kernel %s not cleaned up; call cleanup() or use it as a "
+            "context manager to release its executors",
+            self.run_id,
+        )
+
+    def __repr__(self) -> str:
+        return f"<DataFlowKernel {self.run_id} run_dir={self.run_dir!r}>"

@@ -1,0 +1,141 @@
+"""The task record: everything the kernel knows about one app invocation.
+
+A plain object with slots, because the kernel creates one per task and reads
+its fields on the hot path.  It also answers ``record['fail_count']`` and the
+other keys of Parsl's dict-shaped task record, so retry handlers and monitoring
+code written for Parsl keep working.
+
+Threads: fields are written by the thread that submitted the task until it is
+pending, and after that only by the kernel's dispatch thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from flowkernel.states import States
+
+if TYPE_CHECKING:
+    from flowkernel.futures import AppFuture
+    from flowkernel.kernel import DataFlowKernel
+
+# Parsl key -> attribute, where they differ.
+_KEY_ALIASES = {"dfk": "kernel"}
+
+
+class TaskRecord:
+    """One task: its function and arguments, where it is in its life, and its failures."""
+
+    __slots__ = (
+        "__weakref__",
+        "app_fu",
+        "args",
+        "candidates",
+        "depends",
+        "exec_fu",
+        "executor",
+        "fail_cost",
+        "fail_count",
+        "fail_history",
+        "from_memo",
+        "func",
+        "func_name",
+        "hashsum",
+        "id",
+        "ignore_for_cache",
+        "join",
+        "joins",
+        "kernel",
+        "kwargs",
+        "memoize",
+        "resource_specification",
+        "status",
+        "time_invoked",
+        "time_returned",
+        "try_id",
+        "try_time_launched",
+        "try_time_returned",
+        "_unfinished",
+    )
+
+    def __init__(
+        self,
+        *,
+        task_id: int,
+        kernel: DataFlowKernel,
+        func: Callable[..., Any],
+        args: tuple[Any, ...] | list[Any],
+        kwargs: dict[str, Any],
+        candidates: tuple[str, ...],
+        memoize: bool,
+        ignore_for_cache: list[str],
+        join: bool,
+        resource_specification: dict[str, Any],
+    ) -> None:
+        self.id = task_id
+        self.kernel = kernel
+        self.func = func
+        self.func_name: str = getattr(func, "__name__", type(func).__name__)
+        self.args = args
+        self.kwargs = kwargs
+        self.candidates = candidates
+        self.executor: str | None = None
+        self.memoize = memoize
+        self.ignore_for_cache = ignore_for_cache
+        self.join = join
+        self.joins: Future[Any] | list[Future[Any]] | None = None
+        self.resource_specification = resource_specification
+        self.status = States.unsched
+        self.depends: list[Future[Any]] = []
+        self.app_fu: AppFuture[Any] | None = None
+        self.exec_fu: Future[Any] | None = None
+        self.hashsum: str | None = None
+        self.from_memo: bool | None = None
+        self.fail_count = 0
+        self.fail_cost = 0.0
+        self.fail_history: list[str] = []
+        self.try_id = 0
+        self.time_invoked = time.time()
+        self.time_returned: float | None = None
+        self.try_time_launched: float | None = None
+        self.try_time_returned: float | None = None
+        # Inputs (or joined futures) not yet done, plus one guard held while
+        # callbacks are being attached; see DataFlowKernel._count_down.
+        self._unfinished = 0
+
+    # -- Parsl's dict-shaped access ------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        name = _KEY_ALIASES.get(key, key)
+        if name.startswith("_") or name not in _PUBLIC_FIELDS:
+            raise KeyError(key)
+        return getattr(self, name)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        name = _KEY_ALIASES.get(key, key)
+        if name.startswith("_") or name not in _PUBLIC_FIELDS:
+            raise KeyError(key)
+        setattr(self, name, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and _KEY_ALIASES.get(key, key) in _PUBLIC_FIELDS
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def keys(self) -> Iterator[str]:
+        yield from sorted(_PUBLIC_FIELDS | set(_KEY_ALIASES))
+
+    def __repr__(self) -> str:
+        return f"<TaskRecord {self.id} {self.func_name} {self.status.name}>"
+
+
+_PUBLIC_FIELDS = frozenset(
+    name for name in TaskRecord.__slots__ if not name.startswith("_")
+)

@@ -1,0 +1,1 @@
+"""flowkernel's default plugins, registered through its own ``flowkernel`` entry points."""
