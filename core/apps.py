@@ -23,7 +23,14 @@ R = TypeVar("R")
 
 # Keyword parameters whose declared defaults are passed to every call, as in
 # Parsl: a default ``inputs=[...]`` holding futures makes them dependencies.
-_SPECIAL_KWARGS = ("inputs", "outputs", "stdout", "stderr", "walltime", "parsl_resource_specification")
+_SPECIAL_KWARGS = (
+    "inputs",
+    "outputs",
+    "stdout",
+    "stderr",
+    "walltime",
+    "parsl_resource_specification",
+)
 
 
 class AppBase(Generic[R]):

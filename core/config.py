@@ -173,7 +173,7 @@ class Config:
                 kind = options.pop("kind", None)
                 if not isinstance(kind, str):
                     raise ConfigurationError(
-                        f"{file}: executors[{index}] needs a kind = \"...\" (a registered kind: "
+                        f'{file}: executors[{index}] needs a kind = "..." (a registered kind: '
                         f"{', '.join(sorted(plugins.executor_kinds()))})"
                     )
                 try:

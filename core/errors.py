@@ -106,7 +106,7 @@ class PluginLoadError(ConfigurationError):
     """A plugin could not be loaded or registered; the message names it and where it came from."""
 
 
-class AbortTask(Exception):  # noqa: N818 - reads as an instruction from a hook
+class AbortTask(Exception):
     """Raised by a decision hook to fail the task with ``exception`` itself.
 
     Any other exception from a hook is reported as a :class:`HookError` (a

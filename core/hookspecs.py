@@ -188,4 +188,3 @@ HOOK_NAMES: tuple[str, ...] = tuple(
     name for name in list(globals()) if name.startswith("flowkernel_")
 )
 """All hook names, in the order they are documented above."""
-

@@ -475,8 +475,12 @@ class DataFlowKernel:
             task.fail_cost += cost
             retry = task.fail_cost <= self._config.retries and not self._closing
         if not retry:
-            logger.info("task %d failed after %d tr%s", task.id, task.fail_count,
-                        "y" if task.fail_count == 1 else "ies")
+            logger.info(
+                "task %d failed after %d tr%s",
+                task.id,
+                task.fail_count,
+                "y" if task.fail_count == 1 else "ies",
+            )
             self._fail(task, final)
             return
         logger.info("task %d try %d failed (%r); retrying", task.id, task.try_id, exc)
@@ -506,12 +510,15 @@ class DataFlowKernel:
 
     def _join_done(self, task: TaskRecord, _arg: Any = None) -> None:
         if task.status is not States.joining:
-            logger.error("task %d is %s, not joining: join result ignored", task.id,
-                         task.status.name)
+            logger.error(
+                "task %d is %s, not joining: join result ignored", task.id, task.status.name
+            )
             return
         joins = task.joins
         inner = [joins] if isinstance(joins, Future) else list(joins or [])
-        failures = [(exc, self._describe(f)) for f in inner if (exc := _exception_of(f)) is not None]
+        failures = [
+            (exc, self._describe(f)) for f in inner if (exc := _exception_of(f)) is not None
+        ]
         if failures:
             error = JoinError(failures, task.id)
             task.fail_count += 1

@@ -44,7 +44,9 @@ def _attach(
     name: str, level: int, handler: logging.Handler, format_string: str | None
 ) -> logging.Handler:
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter(format_string or DEFAULT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter(format_string or DEFAULT_FORMAT, datefmt="%Y-%m-%d %H:%M:%S")
+    )
     logger = logging.getLogger(name)
     if logger.level == logging.NOTSET or logger.level > level:
         logger.setLevel(level)

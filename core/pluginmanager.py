@@ -210,9 +210,7 @@ class Plugins:
             except AbortTask:
                 raise
             except Exception as exc:
-                raise HookError(
-                    hook_name, plugin, f"raised {type(exc).__name__}: {exc}"
-                ) from exc
+                raise HookError(hook_name, plugin, f"raised {type(exc).__name__}: {exc}") from exc
             if self.trace:
                 self._trace(hook_name, plugin, kwargs, result)
             if result is not None:
@@ -289,9 +287,7 @@ class Plugins:
         return executor
 
     def select_executor(self, task: TaskRecord, candidates: Sequence[str]) -> str:
-        label, plugin = self.first(
-            "flowkernel_select_executor", task=task, candidates=candidates
-        )
+        label, plugin = self.first("flowkernel_select_executor", task=task, candidates=candidates)
         if label is None:
             raise HookError(
                 "flowkernel_select_executor",

@@ -31,6 +31,7 @@ class TaskRecord:
 
     __slots__ = (
         "__weakref__",
+        "_unfinished",
         "app_fu",
         "args",
         "candidates",
@@ -58,7 +59,6 @@ class TaskRecord:
         "try_id",
         "try_time_launched",
         "try_time_returned",
-        "_unfinished",
     )
 
     def __init__(
@@ -136,6 +136,4 @@ class TaskRecord:
         return f"<TaskRecord {self.id} {self.func_name} {self.status.name}>"
 
 
-_PUBLIC_FIELDS = frozenset(
-    name for name in TaskRecord.__slots__ if not name.startswith("_")
-)
+_PUBLIC_FIELDS = frozenset(name for name in TaskRecord.__slots__ if not name.startswith("_"))
