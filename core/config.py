@@ -10,13 +10,14 @@ field.  ``Config.from_toml`` reads the same fields from a file.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from typeguard import typechecked
+from typeguard import CollectionCheckStrategy, typechecked
 
 from flowkernel.errors import ConfigurationError
 from flowkernel.executors import Executor
@@ -56,7 +57,7 @@ class Config:
         reporting, which flowkernel does not do.
     """
 
-    @typechecked
+    @typechecked(collection_check_strategy=CollectionCheckStrategy.ALL_ITEMS)
     def __init__(
         self,
         executors: Sequence[Executor] | None = None,
@@ -147,7 +148,7 @@ class Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError(f"{file}: not valid TOML: {exc}") from exc
 
-        known = set(cls.__init__.__code__.co_varnames[1 : cls.__init__.__code__.co_argcount])
+        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigurationError(

@@ -99,8 +99,10 @@ class DataFlowKernel:
         self.run_dir = make_rundir(self._config.run_dir)
         self._log_handler: logging.Handler | None = None
         if self._config.initialize_logging:
+            # INFO, not DEBUG: per-task lines are DEBUG, and writing one per
+            # transition to disk would dominate the cost of small tasks.
             self._log_handler = set_file_logger(
-                os.path.join(self.run_dir, FILE_LOG_NAME), level=logging.DEBUG
+                os.path.join(self.run_dir, FILE_LOG_NAME), level=logging.INFO
             )
         logger.info("kernel %s starting in %s", self.run_id, self.run_dir)
 
@@ -280,6 +282,9 @@ class DataFlowKernel:
         self._events.put((None, None, None))
         if threading.current_thread() is not self._dispatcher:
             self._dispatcher.join()
+            # A submit that raced with cleanup may have queued work behind the
+            # stop marker; the dispatcher is gone, so end such tasks here.
+            self._sweep()
         self.time_completed = time.time()
         self._log_summary()
         atexit.unregister(self._atexit_warning)
