@@ -13,10 +13,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.apps import join_app, python_app
+from flowkernel.apps import bash_app, join_app, python_app
 from flowkernel.config import Config
 from flowkernel.errors import (
     AbortTask,
+    AppBadFormatting,
+    AppException,
+    AppTimeout,
+    BadStdStreamFile,
+    BashAppNoReturn,
+    BashExitFailure,
     ConfigurationError,
     DataFlowException,
     DependencyError,
@@ -24,6 +30,7 @@ from flowkernel.errors import (
     HookError,
     JoinError,
     KernelShutdownError,
+    MissingOutputs,
     NoDataFlowKernelError,
     PluginLoadError,
     UnknownExecutorError,
@@ -36,6 +43,7 @@ from flowkernel.loader import DataFlowKernelLoader, clear, dfk, load, wait_for_c
 from flowkernel.log import set_file_logger, set_stream_logger
 from flowkernel.markers import hookimpl
 from flowkernel.states import States
+from flowkernel.streams import AUTO_LOGNAME
 
 if TYPE_CHECKING:  # the class lives in the default ``threads`` plugin
     from flowkernel.plugins.threads import ThreadPoolExecutor
@@ -43,8 +51,15 @@ if TYPE_CHECKING:  # the class lives in the default ``threads`` plugin
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUTO_LOGNAME",
     "AbortTask",
+    "AppBadFormatting",
+    "AppException",
     "AppFuture",
+    "AppTimeout",
+    "BadStdStreamFile",
+    "BashAppNoReturn",
+    "BashExitFailure",
     "Config",
     "ConfigurationError",
     "DataFlowException",
@@ -56,6 +71,7 @@ __all__ = [
     "HookError",
     "JoinError",
     "KernelShutdownError",
+    "MissingOutputs",
     "NoDataFlowKernelError",
     "PluginLoadError",
     "States",
@@ -63,6 +79,7 @@ __all__ = [
     "UnknownExecutorError",
     "UnsupportedFeatureError",
     "__version__",
+    "bash_app",
     "clear",
     "dfk",
     "hookimpl",

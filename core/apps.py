@@ -18,6 +18,7 @@ from typeguard import typechecked
 from flowkernel.futures import AppFuture
 from flowkernel.kernel import INTERNAL_EXECUTOR, DataFlowKernel
 from flowkernel.loader import DataFlowKernelLoader
+from flowkernel.runners import needs_runner, run_bash_app, run_python_app
 
 R = TypeVar("R")
 
@@ -62,6 +63,10 @@ class AppBase(Generic[R]):
             if name in params and params[name].default is not inspect.Parameter.empty
         }
 
+    def runner(self, kwargs: dict[str, Any]) -> Callable[..., Any]:
+        """The callable the executor runs for one call with these keyword arguments."""
+        return self.func
+
     def __call__(self, *args: Any, **kwargs: Any) -> AppFuture[R]:
         dfk = self.data_flow_kernel or DataFlowKernelLoader.dfk()
         if self.kwargs:
@@ -70,6 +75,7 @@ class AppBase(Generic[R]):
             kwargs = merged
         return dfk.submit(
             self.func,
+            runner=self.runner(kwargs),
             app_args=args,
             executors=self.executors,
             cache=self.cache,
@@ -84,6 +90,22 @@ class AppBase(Generic[R]):
 
 class PythonApp(AppBase[R]):
     """An app whose body is the task."""
+
+    def runner(self, kwargs: dict[str, Any]) -> Callable[..., Any]:
+        if needs_runner(kwargs):
+            return functools.partial(run_python_app, self.func)
+        return self.func
+
+
+class BashApp(AppBase[int]):
+    """An app whose body returns a command line; the task runs it in a shell.
+
+    The future's result is the exit code (0); any other exit code fails it with
+    :class:`~flowkernel.errors.BashExitFailure`.
+    """
+
+    def runner(self, kwargs: dict[str, Any]) -> Callable[..., Any]:
+        return functools.partial(run_bash_app, self.func)
 
 
 class JoinApp(AppBase[R]):
@@ -122,6 +144,42 @@ def python_app(
 
     def decorate(func: Callable[..., Any]) -> PythonApp[Any]:
         return PythonApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
+
+    return decorate(function) if function is not None else decorate
+
+
+@overload
+def bash_app(function: Callable[..., Any]) -> BashApp[int]: ...
+@overload
+def bash_app(
+    function: None = None,
+    data_flow_kernel: DataFlowKernel | None = None,
+    cache: bool = False,
+    executors: str | Sequence[str] = "all",
+    ignore_for_cache: Sequence[str] | None = None,
+) -> Callable[[Callable[..., Any]], BashApp[int]]: ...
+
+
+@typechecked
+def bash_app(
+    function: Callable[..., Any] | None = None,
+    data_flow_kernel: DataFlowKernel | None = None,
+    cache: bool = False,
+    executors: str | Sequence[str] = "all",
+    ignore_for_cache: Sequence[str] | None = None,
+) -> Any:
+    """Make a function a bash app: its body returns a command line, which the task runs.
+
+    The command runs in ``/bin/bash`` with stdin closed.  ``stdout=`` and
+    ``stderr=`` redirect its output (a path, ``(path, mode)`` or
+    :data:`~flowkernel.AUTO_LOGNAME`); ``walltime=`` kills it, and everything
+    it started, after that many seconds.  ``stdout``, ``stderr``, ``walltime``,
+    ``inputs`` and ``outputs`` reach the body when it declares them, so it can
+    use them to build the command.
+    """
+
+    def decorate(func: Callable[..., Any]) -> BashApp[int]:
+        return BashApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
 
     return decorate(function) if function is not None else decorate
 

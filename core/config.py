@@ -52,6 +52,9 @@ class Config:
     :param initialize_logging: write the kernel's log to ``<run dir>/flowkernel.log``.
     :param plugins: plugin objects or importable module names to register for this kernel.
     :param disable_plugins: names of plugins to block (see ``flowkernel plugins``).
+    :param std_autopath: ``f(task_record, "stdout" | "stderr") -> path``, naming the
+        log files of streams given as ``AUTO_LOGNAME`` (default: under the run
+        directory, ``task_logs/NNNN/task_<id>_<func>.<stream>``).
     :param strategy, strategy_period, max_idletime, usage_tracking, project_name:
         accepted so Parsl configs load; they steer block scaling and usage
         reporting, which flowkernel does not do.
@@ -72,6 +75,7 @@ class Config:
         initialize_logging: bool = True,
         plugins: Sequence[object] = (),
         disable_plugins: Sequence[str] = (),
+        std_autopath: Callable[..., Any] | None = None,
         strategy: str | None = "simple",
         strategy_period: float | int = 5,
         max_idletime: float = 120.0,
@@ -112,6 +116,7 @@ class Config:
         self.initialize_logging = initialize_logging
         self.plugins = list(plugins)
         self.disable_plugins = list(disable_plugins)
+        self.std_autopath = std_autopath
         self.strategy = strategy
         self.strategy_period = strategy_period
         self.max_idletime = max_idletime

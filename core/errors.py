@@ -134,3 +134,62 @@ class KernelShutdownError(NoDataFlowKernelError):
 
 class UnsupportedFeatureError(FlowkernelError):
     """An executor was asked for something it does not do (e.g. a resource specification)."""
+
+
+# -- Errors raised while running an app's body (on the executor side) --------
+
+
+class AppException(FlowkernelError):
+    """Base class of the errors that come from running an app (Parsl's name)."""
+
+
+class BashExitFailure(AppException):
+    """A bash app's command exited with a non-zero code."""
+
+    def __init__(self, app_name: str, exitcode: int) -> None:
+        self.app_name = app_name
+        self.exitcode = exitcode
+        super().__init__(app_name, exitcode)
+
+    def __str__(self) -> str:
+        return f"bash_app {self.app_name} failed with unix exit code {self.exitcode}"
+
+
+class AppTimeout(AppException):
+    """An app ran longer than its ``walltime``."""
+
+
+class BashAppNoReturn(AppException):
+    """A bash app's body returned nothing, so there is no command to run."""
+
+
+class AppBadFormatting(AppException):
+    """A bash app's body failed to build its command line, or built something that is not one."""
+
+
+class MissingOutputs(AppException):
+    """An app finished but did not produce every file it declared in ``outputs=``."""
+
+    def __init__(self, reason: str, outputs: Sequence[object]) -> None:
+        self.reason = reason
+        self.outputs = list(outputs)
+        super().__init__(reason, self.outputs)
+
+    def __str__(self) -> str:
+        return f"Missing Outputs: {self.outputs}, Reason: {self.reason}"
+
+
+class BadStdStreamFile(AppException):
+    """A ``stdout=``/``stderr=`` value is not a usable stream specification or file."""
+
+    def __init__(self, reason: str, exception: BaseException | None = None) -> None:
+        self.reason = reason
+        self.exception = exception
+        super().__init__(reason)
+        if exception is not None:
+            self.__cause__ = exception
+
+    def __str__(self) -> str:
+        if self.exception is None:
+            return f"Bad stream file: {self.reason}"
+        return f"Bad stream file: {self.reason} ({type(self.exception).__name__}: {self.exception})"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flowkernel.streams import stream_paths
+
 if TYPE_CHECKING:
     from flowkernel.task import TaskRecord
 
@@ -38,6 +40,16 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
     def outputs(self) -> list[Any]:
         """Futures for the task's declared output files (none until file staging exists)."""
         return []
+
+    @property
+    def stdout(self) -> str | None:
+        """The file the task's standard output goes to, if it was redirected."""
+        return stream_paths(self.task_record.kwargs)["stdout"]
+
+    @property
+    def stderr(self) -> str | None:
+        """The file the task's standard error goes to, if it was redirected."""
+        return stream_paths(self.task_record.kwargs)["stderr"]
 
     def cancel(self) -> bool:
         """Refuse: the kernel does not cancel tasks yet.

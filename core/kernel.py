@@ -47,6 +47,7 @@ from typeguard import typechecked
 from flowkernel.config import Config
 from flowkernel.errors import (
     AbortTask,
+    BadStdStreamFile,
     DependencyError,
     HookError,
     JoinError,
@@ -60,6 +61,7 @@ from flowkernel.log import FILE_LOG_NAME, remove_handler, set_file_logger
 from flowkernel.pluginmanager import Plugins, build_plugins
 from flowkernel.rundir import make_rundir
 from flowkernel.states import FINAL_STATES, TRANSITIONS, States
+from flowkernel.streams import resolve_streams
 from flowkernel.task import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -184,6 +186,7 @@ class DataFlowKernel:
         ignore_for_cache: Sequence[str] | None = None,
         app_kwargs: dict[str, Any] | None = None,
         join: bool = False,
+        runner: Callable[..., Any] | None = None,
     ) -> AppFuture[Any]:
         """Add one task; return its future at once.
 
@@ -191,6 +194,8 @@ class DataFlowKernel:
         ``app_kwargs["inputs"]`` (and deeper, with a deep resolver) become inputs:
         the task launches when all of them are done, or fails with a
         :class:`DependencyError` without running if any of them failed.
+        ``runner`` is what the executor calls (the function itself by default;
+        apps pass a wrapper that handles streams, walltime or a shell command).
         """
         if self.cleanup_called:
             raise NoDataFlowKernelError("Cannot submit to a DFK that has been cleaned up")
@@ -203,6 +208,7 @@ class DataFlowKernel:
             task_id=task_id,
             kernel=self,
             func=func,
+            runner=runner if runner is not None else func,
             args=list(app_args),
             kwargs=kwargs,
             candidates=candidates,
@@ -217,6 +223,12 @@ class DataFlowKernel:
             self.tasks[task_id] = task
             self.task_state_counts[States.unsched] += 1
 
+        if "stdout" in kwargs or "stderr" in kwargs:
+            try:
+                resolve_streams(task, self.run_dir, self._config.std_autopath)
+            except BadStdStreamFile as exc:
+                self._fail(task, exc)
+                return future
         try:
             inputs = self._gather(task)
         except Exception as exc:
@@ -431,7 +443,7 @@ class DataFlowKernel:
             return
         task.try_time_launched = time.time()
         try:
-            future = submit(task.func, task.resource_specification, *task.args, **task.kwargs)
+            future = submit(task.runner, task.resource_specification, *task.args, **task.kwargs)
             future.add_done_callback(partial(self._report_done, task))
         except Exception as exc:
             logger.info("task %d: executor %r refused it: %r", task.id, task.executor, exc)

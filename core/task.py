@@ -53,6 +53,7 @@ class TaskRecord:
         "kwargs",
         "memoize",
         "resource_specification",
+        "runner",
         "status",
         "time_invoked",
         "time_returned",
@@ -67,6 +68,7 @@ class TaskRecord:
         task_id: int,
         kernel: DataFlowKernel,
         func: Callable[..., Any],
+        runner: Callable[..., Any],
         args: tuple[Any, ...] | list[Any],
         kwargs: dict[str, Any],
         candidates: tuple[str, ...],
@@ -79,6 +81,9 @@ class TaskRecord:
         self.kernel = kernel
         self.func = func
         self.func_name: str = getattr(func, "__name__", type(func).__name__)
+        # What the executor calls: ``func`` itself, or a wrapper that runs a
+        # shell command, captures streams or enforces a walltime.
+        self.runner = runner
         self.args = args
         self.kwargs = kwargs
         self.candidates = candidates
