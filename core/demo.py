@@ -1,7 +1,8 @@
 """The demo workflow behind ``flowkernel demo``.
 
 It counts primes below a bound by splitting the range into chunks (fan-out),
-adds the chunk counts (fan-in), reads a "calibration" that fails on its first
+adds the chunk counts (fan-in), sums them again with awk in a bash app whose
+output the kernel captures, reads a "calibration" that fails on its first
 try and is retried, checks the total against a join app that recomputes it
 another way, and shows that a task whose input failed ends with a
 DependencyError without running.  It returns a summary; the CLI prints it.
@@ -17,10 +18,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowkernel.apps import join_app, python_app
+from flowkernel.apps import bash_app, join_app, python_app
 from flowkernel.config import Config
 from flowkernel.errors import DependencyError
 from flowkernel.loader import load
+from flowkernel.streams import AUTO_LOGNAME
 
 
 class TransientError(RuntimeError):
@@ -33,6 +35,7 @@ class DemoSummary:
     chunks: int
     primes: int
     primes_by_join: int
+    primes_by_bash: int
     calibration_tries: int
     dependent_error: str
     state_counts: dict[str, int] = field(default_factory=dict)
@@ -45,6 +48,9 @@ class DemoSummary:
             f"(fan-out over {self.chunks} tasks, fan-in by one)",
             f"join app recount:         {self.primes_by_join:,} "
             f"({'agrees' if self.primes == self.primes_by_join else 'DISAGREES'})",
+            f"bash (awk) recount:       {self.primes_by_bash:,} "
+            f"({'agrees' if self.primes == self.primes_by_bash else 'DISAGREES'}; "
+            "output captured to the run directory)",
             f"flaky calibration:        succeeded on try {self.calibration_tries} (retried)",
             f"task after a failed input: {self.dependent_error}",
             "task states:              "
@@ -93,6 +99,13 @@ def run_demo(bound: int = 200_000, chunks: int = 16, run_dir: str | None = None)
         futures = [count_primes(a, min(a + step, hi)) for a in range(lo, hi, step)]
         return total(inputs=futures)
 
+    @bash_app
+    def bash_sum(*counts: int, stdout: Any = AUTO_LOGNAME) -> str:
+        # A bash app returns a command line; its output goes to a log file
+        # the kernel names under the run directory.
+        numbers = " ".join(str(c) for c in counts)
+        return f"echo {numbers} | tr ' ' '\\n' | awk '{{s += $1}} END {{print s}}'"
+
     @python_app
     def broken_sensor() -> float:
         raise ValueError("sensor offline (simulated)")
@@ -107,9 +120,13 @@ def run_demo(bound: int = 200_000, chunks: int = 16, run_dir: str | None = None)
         counts = [count_primes(lo, min(lo + step, bound)) for lo in range(0, bound, step)]
         primes = scale(total(inputs=counts), calibration())
         by_join = recount(0, bound, max(2, chunks // 2))
+        summed = bash_sum(*counts)
         dependent = scale(10, broken_sensor())
         primes_value = primes.result()
         by_join_value = by_join.result()
+        summed.result()
+        with open(summed.stdout or "") as log:
+            by_bash_value = int(log.read().split()[-1])
         try:
             dependent.result()
             dependent_error = "ran (unexpected)"
@@ -122,6 +139,7 @@ def run_demo(bound: int = 200_000, chunks: int = 16, run_dir: str | None = None)
         chunks=len(counts),
         primes=primes_value,
         primes_by_join=by_join_value,
+        primes_by_bash=by_bash_value,
         calibration_tries=tries["calibration"],
         dependent_error=dependent_error,
         state_counts=states,
