@@ -149,7 +149,7 @@ def python_app(
 
 
 @overload
-def bash_app(function: Callable[..., Any]) -> BashApp[int]: ...
+def bash_app(function: Callable[..., Any]) -> BashApp: ...
 @overload
 def bash_app(
     function: None = None,
@@ -157,7 +157,7 @@ def bash_app(
     cache: bool = False,
     executors: str | Sequence[str] = "all",
     ignore_for_cache: Sequence[str] | None = None,
-) -> Callable[[Callable[..., Any]], BashApp[int]]: ...
+) -> Callable[[Callable[..., Any]], BashApp]: ...
 
 
 @typechecked
@@ -178,7 +178,7 @@ def bash_app(
     use them to build the command.
     """
 
-    def decorate(func: Callable[..., Any]) -> BashApp[int]:
+    def decorate(func: Callable[..., Any]) -> BashApp:
         return BashApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
 
     return decorate(function) if function is not None else decorate
