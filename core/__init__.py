@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.apps import bash_app, join_app, python_app
+from flowkernel.checkpoints import get_all_checkpoints, get_last_checkpoint
 from flowkernel.config import Config
 from flowkernel.errors import (
     AbortTask,
@@ -30,6 +31,7 @@ from flowkernel.errors import (
     HookError,
     JoinError,
     KernelShutdownError,
+    MemoKeyError,
     MissingOutputs,
     NoDataFlowKernelError,
     PluginLoadError,
@@ -71,6 +73,7 @@ __all__ = [
     "HookError",
     "JoinError",
     "KernelShutdownError",
+    "MemoKeyError",
     "MissingOutputs",
     "NoDataFlowKernelError",
     "PluginLoadError",
@@ -82,6 +85,8 @@ __all__ = [
     "bash_app",
     "clear",
     "dfk",
+    "get_all_checkpoints",
+    "get_last_checkpoint",
     "hookimpl",
     "join_app",
     "load",

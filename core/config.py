@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from typeguard import CollectionCheckStrategy, typechecked
 
+from flowkernel.checkpoints import parse_period
 from flowkernel.errors import ConfigurationError
 from flowkernel.executors import Executor
 
@@ -28,6 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 ExitMode = Literal["cleanup", "skip", "wait"]
+CheckpointMode = Literal["task_exit", "periodic", "dfk_exit", "manual"]
 
 
 class Config:
@@ -55,6 +57,11 @@ class Config:
     :param std_autopath: ``f(task_record, "stdout" | "stderr") -> path``, naming the
         log files of streams given as ``AUTO_LOGNAME`` (default: under the run
         directory, ``task_logs/NNNN/task_<id>_<func>.<stream>``).
+    :param checkpoint_mode: when results of memoized tasks are saved:
+        ``"task_exit"``, ``"periodic"``, ``"dfk_exit"``, ``"manual"`` or None (never).
+    :param checkpoint_files: checkpoint folders of earlier runs whose results are
+        reused (see :func:`flowkernel.get_all_checkpoints`).
+    :param checkpoint_period: ``"HH:MM:SS"`` between writes in ``"periodic"`` mode.
     :param strategy, strategy_period, max_idletime, usage_tracking, project_name:
         accepted so Parsl configs load; they steer block scaling and usage
         reporting, which flowkernel does not do.
@@ -76,6 +83,9 @@ class Config:
         plugins: Sequence[object] = (),
         disable_plugins: Sequence[str] = (),
         std_autopath: Callable[..., Any] | None = None,
+        checkpoint_mode: CheckpointMode | None = None,
+        checkpoint_files: Sequence[str | os.PathLike[str]] | None = None,
+        checkpoint_period: str | None = None,
         strategy: str | None = "simple",
         strategy_period: float | int = 5,
         max_idletime: float = 120.0,
@@ -97,6 +107,13 @@ class Config:
         if isinstance(plugins, str) or isinstance(disable_plugins, str):
             field = "plugins" if isinstance(plugins, str) else "disable_plugins"
             raise ConfigurationError(f"Config.{field} must be a list of names, not one string")
+        if checkpoint_mode == "periodic":
+            if checkpoint_period is None:
+                raise ConfigurationError(
+                    "Config.checkpoint_period ('HH:MM:SS') is required with "
+                    "checkpoint_mode='periodic'"
+                )
+            parse_period(checkpoint_period)
         labels = [e.label for e in executors or ()]
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
@@ -117,6 +134,11 @@ class Config:
         self.plugins = list(plugins)
         self.disable_plugins = list(disable_plugins)
         self.std_autopath = std_autopath
+        self.checkpoint_mode: CheckpointMode | None = checkpoint_mode
+        self.checkpoint_files = (
+            [os.fspath(f) for f in checkpoint_files] if checkpoint_files is not None else None
+        )
+        self.checkpoint_period = checkpoint_period
         self.strategy = strategy
         self.strategy_period = strategy_period
         self.max_idletime = max_idletime

@@ -193,3 +193,7 @@ class BadStdStreamFile(AppException):
         if self.exception is None:
             return f"Bad stream file: {self.reason}"
         return f"Bad stream file: {self.reason} ({type(self.exception).__name__}: {self.exception})"
+
+
+class MemoKeyError(FlowkernelError, TypeError):
+    """A memoized task's arguments include a value the memo hasher cannot identify."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from flowkernel.markers import hookspec
 
 if TYPE_CHECKING:
+    from flowkernel.checkpoints import CheckpointStore
     from flowkernel.config import Config
     from flowkernel.dependencies import DependencyResolver
     from flowkernel.executors import Executor
@@ -129,6 +130,79 @@ def flowkernel_dependency_resolver(config: Config) -> DependencyResolver | None:
 
     Stops at the first non-None result.  The default looks at top-level
     arguments only (shallow), or into lists, tuples, sets and dicts (deep).
+
+    A ``flowconf.py`` may implement this hook.
+    """
+
+
+# -------------------------------------------------------------------------
+# Memoization and checkpoints
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def flowkernel_memo_key(task: TaskRecord) -> str | None:
+    """Compute the memo key of a task: equal keys mean "same work, same result".
+
+    Called once per task, on the kernel's dispatch thread, when its inputs are
+    ready (arguments hold values, not futures) and before it launches — only
+    for apps declared ``cache=True`` while ``Config.app_cache`` is on.  A task
+    whose key matches a finished task (in this run or a loaded checkpoint) ends
+    ``memo_done`` with that result without running; one whose key matches a
+    task still running waits for it.
+
+    :param task: the task record (``func``, ``args``, ``kwargs``,
+        ``ignore_for_cache``).
+    :returns: the key as a string, or None to let the next plugin decide.  When
+        every plugin answers None the task is not memoized.
+
+    Stops at the first non-None result.  The default hashes the function's code
+    and each argument's :func:`flowkernel_id_for_memo`; raise
+    :class:`~flowkernel.errors.AbortTask` to fail the task instead.
+
+    A ``flowconf.py`` may implement this hook.
+    """
+
+
+@hookspec(firstresult=True)
+def flowkernel_id_for_memo(value: object, identify: Callable[[object], bytes]) -> bytes | None:
+    """Give the identity of one argument value, as bytes, for the memo key.
+
+    Called by the default :func:`flowkernel_memo_key` for every argument of a
+    memoized task, and for every item inside lists, tuples, sets and dicts, so
+    implementing it teaches the hasher a new type wherever it appears.
+
+    :param value: one argument value (or an item inside one).
+    :param identify: asks the whole hook chain about another value; use it for
+        the parts of a container type so their types are handled too.
+    :returns: bytes that are equal exactly when two values should count as the
+        same input, or None to let the next plugin decide.
+
+    Stops at the first non-None result.  The default covers None, numbers,
+    strings, bytes, lists, tuples, sets, dicts (in any key order), files and
+    functions; a value no plugin can identify fails its task with
+    :class:`~flowkernel.errors.MemoKeyError` naming the type.
+
+    A ``flowconf.py`` may implement this hook.
+    """
+
+
+@hookspec(firstresult=True)
+def flowkernel_checkpoint_store(config: Config, run_dir: str) -> CheckpointStore | None:
+    """Provide the store that checkpointed results are written to and read from.
+
+    Called once, when a kernel starts with ``Config.checkpoint_mode`` or
+    ``Config.checkpoint_files`` set.  The store's ``load(sources)`` returns
+    ``{memo key: result}`` from earlier runs, ``write(records)`` saves
+    ``(key, result, task)`` records and ``close()`` ends its use (see
+    :class:`flowkernel.checkpoints.CheckpointStore`).
+
+    :param config: the kernel's configuration.
+    :param run_dir: this kernel's run directory.
+    :returns: a store, or None to let the next plugin decide.
+
+    Stops at the first non-None result.  The default pickles records into
+    ``<run_dir>/checkpoint/tasks.pkl``, the layout Parsl uses.
 
     A ``flowconf.py`` may implement this hook.
     """

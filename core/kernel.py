@@ -44,10 +44,12 @@ from typing import Any
 
 from typeguard import typechecked
 
+from flowkernel.checkpoints import Checkpointer
 from flowkernel.config import Config
 from flowkernel.errors import (
     AbortTask,
     BadStdStreamFile,
+    ConfigurationError,
     DependencyError,
     HookError,
     JoinError,
@@ -96,6 +98,13 @@ class DataFlowKernel:
         self.plugins.require("flowkernel_dependency_resolver", "find futures among arguments")
         self._resolver, self._resolver_plugin = self.plugins.dependency_resolver(self._config)
         self._observe_states = self.plugins.implements("flowkernel_task_state_changed")
+        # Memo table: key -> result of a finished task (this run or a checkpoint),
+        # and key -> future of the task computing it now.  Dispatch thread only.
+        self._memo_enabled = self._config.app_cache and self.plugins.implements(
+            "flowkernel_memo_key"
+        )
+        self._memo: dict[str, Any] = {}
+        self._memo_running: dict[str, AppFuture[Any]] = {}
 
         self.run_id = str(uuid.uuid4())
         self.run_dir = make_rundir(self._config.run_dir)
@@ -107,6 +116,9 @@ class DataFlowKernel:
                 os.path.join(self.run_dir, FILE_LOG_NAME), level=logging.INFO
             )
         logger.info("kernel %s starting in %s", self.run_id, self.run_dir)
+        self._checkpointer: Checkpointer | None = None
+        if self._config.checkpoint_mode is not None or self._config.checkpoint_files:
+            self._checkpointer = self._start_checkpoints()
 
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -160,6 +172,18 @@ class DataFlowKernel:
     def hook_errors(self) -> int:
         """How many times an observer hook raised (each was logged)."""
         return self.plugins.observer_errors
+
+    def checkpoint(self) -> int:
+        """Save every memoized result not yet checkpointed; return how many were written.
+
+        This is what ``checkpoint_mode="manual"`` relies on; in the other modes it
+        writes whatever the mode has not written yet (nothing, for ``task_exit``).
+        """
+        if self._checkpointer is None:
+            raise ConfigurationError(
+                "checkpoint() needs Config.checkpoint_mode (e.g. 'manual') to be set"
+            )
+        return self._checkpointer.checkpoint()
 
     def outstanding(self) -> dict[str, int]:
         """Unfinished tasks per executor label, as each executor reports it."""
@@ -297,6 +321,11 @@ class DataFlowKernel:
             # A submit that raced with cleanup may have queued work behind the
             # stop marker; the dispatcher is gone, so end such tasks here.
             self._sweep()
+        if self._checkpointer is not None:
+            try:
+                self._checkpointer.close()
+            except Exception:
+                logger.exception("writing the final checkpoint failed")
         self.time_completed = time.time()
         self._log_summary()
         atexit.unregister(self._atexit_warning)
@@ -423,7 +452,82 @@ class DataFlowKernel:
                 self._fail(task, error)
                 return
             task.depends = []
+        if task.memoize and self._memo_enabled and task.from_memo is None:
+            if self._memoized(task):
+                return
+        self._submit(task)
 
+    def _memoized(self, task: TaskRecord) -> bool:
+        """Compute the task's memo key; True if the memo table took care of the task."""
+        try:
+            key = self.plugins.memo_key(task)
+        except AbortTask as abort:
+            self._fail(task, abort.exception)
+            return True
+        except HookError as exc:
+            self._fail(task, exc)
+            return True
+        task.from_memo = False
+        if key is None:
+            return False
+        task.hashsum = key
+        return self._reuse(task)
+
+    def _reuse(self, task: TaskRecord) -> bool:
+        """Finish the task from the memo table, or make it wait for an identical one running."""
+        key = task.hashsum
+        assert key is not None
+        if key in self._memo:
+            task.from_memo = True
+            logger.debug("task %d: memo hit", task.id)
+            self._succeed(task, self._memo[key], States.memo_done)
+            return True
+        running = self._memo_running.get(key)
+        if running is not None and running is not task.app_fu:
+            logger.debug("task %d waits for task %d, which computes the same", task.id, running.tid)
+            self._wait_then(task, [running], self._after_identical)
+            return True
+        assert task.app_fu is not None
+        self._memo_running[key] = task.app_fu
+        return False
+
+    def _after_identical(self, task: TaskRecord, _arg: Any = None) -> None:
+        if task.status is not States.pending:
+            logger.error("task %d is %s, not pending: memo wait ignored", task.id, task.status.name)
+            return
+        if self._closing:
+            self._fail(task, KernelShutdownError(task.id, "waiting for an identical task"))
+            return
+        if not self._reuse(task):  # the identical task failed: compute it here
+            self._submit(task)
+
+    def _memo_done(self, task: TaskRecord, result: Any) -> None:
+        key = task.hashsum
+        assert key is not None
+        self._memo[key] = result
+        if self._memo_running.get(key) is task.app_fu:
+            del self._memo_running[key]
+        if self._checkpointer is not None:
+            try:
+                self._checkpointer.completed(key, result, task)
+            except Exception:
+                logger.exception(
+                    "task %d (%s): checkpointing its result failed; the result is still delivered",
+                    task.id,
+                    task.func_name,
+                )
+
+    def _start_checkpoints(self) -> Checkpointer:
+        config = self._config
+        store = self.plugins.checkpoint_store(config, self.run_dir)
+        if config.checkpoint_files:
+            loaded = store.load(config.checkpoint_files)
+            self._memo.update(loaded)
+            logger.info("%d result(s) loaded from checkpoints", len(loaded))
+        return Checkpointer(store, config.checkpoint_mode, config.checkpoint_period)
+
+    def _submit(self, task: TaskRecord) -> None:
+        """Choose an executor and hand the task to it."""
         if task.candidates == (INTERNAL_EXECUTOR,):
             submit: Callable[..., Future[Any]] = self._submit_internal
             task.executor = INTERNAL_EXECUTOR
@@ -577,12 +681,17 @@ class DataFlowKernel:
 
     def _succeed(self, task: TaskRecord, result: Any, state: States = States.exec_done) -> None:
         if self._transition(task, state):
+            if task.hashsum is not None and state is States.exec_done:
+                self._memo_done(task, result)
             self._finish(task)
             assert task.app_fu is not None
             task.app_fu.set_result(result)
 
     def _fail(self, task: TaskRecord, exc: BaseException, state: States = States.failed) -> None:
         if self._transition(task, state):
+            key = task.hashsum
+            if key is not None and self._memo_running.get(key) is task.app_fu:
+                del self._memo_running[key]  # an identical task waiting on it runs itself
             self._finish(task)
             assert task.app_fu is not None
             task.app_fu.set_exception(exc)

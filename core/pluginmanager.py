@@ -44,11 +44,18 @@ import importlib_metadata
 import pluggy
 
 from flowkernel import hookspecs
-from flowkernel.errors import AbortTask, ConfigurationError, HookError, PluginLoadError
+from flowkernel.errors import (
+    AbortTask,
+    ConfigurationError,
+    HookError,
+    MemoKeyError,
+    PluginLoadError,
+)
 from flowkernel.executors import Executor
 from flowkernel.markers import PROJECT_NAME
 
 if TYPE_CHECKING:
+    from flowkernel.checkpoints import CheckpointStore
     from flowkernel.config import Config
     from flowkernel.dependencies import DependencyResolver
     from flowkernel.kernel import DataFlowKernel
@@ -330,6 +337,54 @@ class Plugins:
             )
         assert plugin is not None
         return resolver, plugin
+
+    def memo_key(self, task: TaskRecord) -> str | None:
+        key, plugin = self.first("flowkernel_memo_key", task=task)
+        if key is not None and not isinstance(key, str):
+            raise HookError(
+                "flowkernel_memo_key", plugin, f"returned {type(key).__name__}, expected a str"
+            )
+        return key
+
+    def id_for_memo(self, value: object) -> bytes:
+        """The memo identity of one value, from the first plugin that knows its type."""
+        identity, plugin = self.first(
+            "flowkernel_id_for_memo", value=value, identify=self.id_for_memo
+        )
+        if identity is None:
+            # Not a plugin's fault: the user gave a value nobody can identify.
+            raise AbortTask(
+                MemoKeyError(
+                    f"cannot compute a memo key: no plugin identifies a value of type "
+                    f"{type(value).__module__}.{type(value).__qualname__}; implement "
+                    "flowkernel_id_for_memo for it (e.g. in a flowconf.py), or name that "
+                    "argument in ignore_for_cache"
+                )
+            )
+        if not isinstance(identity, bytes):
+            raise HookError(
+                "flowkernel_id_for_memo",
+                plugin,
+                f"returned {type(identity).__name__} for a {type(value).__name__}, expected bytes",
+            )
+        return identity
+
+    def checkpoint_store(self, config: Config, run_dir: str) -> CheckpointStore:
+        from flowkernel.checkpoints import CheckpointStore
+
+        store, plugin = self.first("flowkernel_checkpoint_store", config=config, run_dir=run_dir)
+        if store is None:
+            raise ConfigurationError(
+                "checkpointing is configured but no plugin provides a checkpoint store "
+                "(flowkernel_checkpoint_store)"
+            )
+        if not isinstance(store, CheckpointStore):
+            raise HookError(
+                "flowkernel_checkpoint_store",
+                plugin,
+                f"returned {store!r}, which lacks load/write/close",
+            )
+        return store
 
     def task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
         self.notify("flowkernel_task_state_changed", task=task, old=old, new=new)
