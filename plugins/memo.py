@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -80,10 +81,27 @@ def flowkernel_id_for_memo(value: object, identify: Callable[[object], bytes]) -
     return None
 
 
+# An app's function is identified once per code object, not once per task.
+_function_ids: weakref.WeakKeyDictionary[Any, tuple[Any, bytes]] = weakref.WeakKeyDictionary()
+
+
+def _cached_function_identity(func: Any, identify: Callable[[object], bytes]) -> bytes:
+    code = getattr(func, "__code__", None)
+    try:
+        cached = _function_ids.get(func)
+    except TypeError:  # not weak-referenceable
+        return function_identity(func, identify)
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    identity = function_identity(func, identify)
+    _function_ids[func] = (code, identity)
+    return identity
+
+
 @hookimpl(trylast=True)
 def flowkernel_memo_key(task: TaskRecord) -> str:
     identify = task.kernel.plugins.id_for_memo
-    digest = hashlib.sha256(function_identity(task.func, identify))
+    digest = hashlib.sha256(_cached_function_identity(task.func, identify))
     for position, arg in enumerate(task.args):
         digest.update(_frame(b"arg", str(position).encode(), identify(arg)))
     ignored = task.ignore_for_cache

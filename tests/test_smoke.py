@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-import flowkernel
 from _support import WAIT
+
+import flowkernel
 
 
 def test_a_python_app_returns_its_result(dfk: flowkernel.DataFlowKernel) -> None:
