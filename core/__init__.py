@@ -35,11 +35,13 @@ from flowkernel.errors import (
     MissingOutputs,
     NoDataFlowKernelError,
     PluginLoadError,
+    StagingError,
     UnknownExecutorError,
     UnsupportedFeatureError,
 )
 from flowkernel.executors import Executor, make_executor
-from flowkernel.futures import AppFuture
+from flowkernel.files import File
+from flowkernel.futures import AppFuture, DataFuture
 from flowkernel.kernel import DataFlowKernel
 from flowkernel.loader import DataFlowKernelLoader, clear, dfk, load, wait_for_current_tasks
 from flowkernel.log import set_file_logger, set_stream_logger
@@ -67,8 +69,10 @@ __all__ = [
     "DataFlowException",
     "DataFlowKernel",
     "DataFlowKernelLoader",
+    "DataFuture",
     "DependencyError",
     "Executor",
+    "File",
     "FlowkernelError",
     "HookError",
     "JoinError",
@@ -77,6 +81,7 @@ __all__ = [
     "MissingOutputs",
     "NoDataFlowKernelError",
     "PluginLoadError",
+    "StagingError",
     "States",
     "ThreadPoolExecutor",
     "UnknownExecutorError",

@@ -197,3 +197,7 @@ class BadStdStreamFile(AppException):
 
 class MemoKeyError(FlowkernelError, TypeError):
     """A memoized task's arguments include a value the memo hasher cannot identify."""
+
+
+class StagingError(FlowkernelError):
+    """A file could not be staged in or out (no provider for its scheme, or the transfer failed)."""

@@ -9,12 +9,13 @@ at the kernel sees the task's final state.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flowkernel.streams import stream_paths
 
 if TYPE_CHECKING:
+    from flowkernel.files import File
     from flowkernel.task import TaskRecord
 
 T = TypeVar("T")
@@ -26,6 +27,7 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
     def __init__(self, task_record: TaskRecord) -> None:
         super().__init__()
         self.task_record = task_record
+        self._outputs: list[DataFuture] = []
 
     @property
     def tid(self) -> int:
@@ -37,9 +39,9 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
         return self.task_record.status.name
 
     @property
-    def outputs(self) -> list[Any]:
-        """Futures for the task's declared output files (none until file staging exists)."""
-        return []
+    def outputs(self) -> list[DataFuture]:
+        """One :class:`DataFuture` per entry of the task's ``outputs=[...]``, in order."""
+        return self._outputs
 
     @property
     def stdout(self) -> str | None:
@@ -66,3 +68,52 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
     def __repr__(self) -> str:
         base = super().__repr__()
         return f"<AppFuture task {self.tid} {self.task_record.func_name}: {base[1:-1]}>"
+
+
+class DataFuture(Future):  # type: ignore[type-arg]
+    """The eventual :class:`~flowkernel.File` an app produces or a staging task brings in.
+
+    It completes with the file when the task behind it succeeds, and with that
+    task's exception when it fails.  Passed to another app, it is a dependency
+    like any future.
+    """
+
+    def __init__(self, parent: Future[Any], file_obj: File, tid: int | None = None) -> None:
+        super().__init__()
+        self.parent = parent
+        self.file_obj = file_obj
+        self._tid = tid
+        parent.add_done_callback(self._parent_done)
+
+    def _parent_done(self, parent: Future[Any]) -> None:
+        if parent.cancelled():
+            self.set_exception(
+                CancelledError(f"the task producing {self.file_obj!r} was cancelled")
+            )
+            return
+        exc = parent.exception()
+        if exc is not None:
+            self.set_exception(exc)
+        else:
+            self.set_result(self.file_obj)
+
+    @property
+    def tid(self) -> int | None:
+        """The id of the task that produces (or stages) the file."""
+        return self._tid
+
+    @property
+    def filepath(self) -> str:
+        return self.file_obj.filepath
+
+    @property
+    def filename(self) -> str:
+        return self.file_obj.filename
+
+    def cancel(self) -> bool:
+        """Refuse: a data future follows its task and is not cancelled on its own."""
+        return False
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<DataFuture {self.file_obj.url!r} of task {self._tid} ({state})>"

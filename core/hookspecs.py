@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from flowkernel.dependencies import DependencyResolver
     from flowkernel.executors import Executor
     from flowkernel.kernel import DataFlowKernel
+    from flowkernel.staging import StagingProvider
     from flowkernel.states import States
     from flowkernel.task import TaskRecord
 
@@ -203,6 +204,34 @@ def flowkernel_checkpoint_store(config: Config, run_dir: str) -> CheckpointStore
 
     Stops at the first non-None result.  The default pickles records into
     ``<run_dir>/checkpoint/tasks.pkl``, the layout Parsl uses.
+
+    A ``flowconf.py`` may implement this hook.
+    """
+
+
+# -------------------------------------------------------------------------
+# Files
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def flowkernel_staging_providers() -> Sequence[StagingProvider]:
+    """List the staging providers this plugin offers, for moving files by URL scheme.
+
+    Called once per kernel, the first time a task has a
+    :class:`~flowkernel.File` among its arguments or ``outputs``.  For each file
+    the providers are asked in hook order (a ``flowconf.py`` first, flowkernel's
+    own last) and the first whose ``can_stage_in(file)`` (or
+    ``can_stage_out(file)``) is true moves it, as a separate staging task or
+    inside the task (see :class:`flowkernel.staging.StagingProvider`).
+
+    :returns: a list of providers (an empty list offers none).
+
+    Results of all implementations are merged.  A provider that raises fails
+    the task whose file it was handling, with a
+    :class:`~flowkernel.errors.HookError` naming the plugin.  The defaults handle
+    local paths and ``file://`` (nothing to move) and ``http``, ``https`` and
+    ``ftp`` stage-in (a download before the task).
 
     A ``flowconf.py`` may implement this hook.
     """

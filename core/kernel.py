@@ -55,6 +55,7 @@ from flowkernel.errors import (
     JoinError,
     KernelShutdownError,
     NoDataFlowKernelError,
+    StagingError,
     UnknownExecutorError,
 )
 from flowkernel.executors import Executor
@@ -62,6 +63,7 @@ from flowkernel.futures import AppFuture
 from flowkernel.log import FILE_LOG_NAME, remove_handler, set_file_logger
 from flowkernel.pluginmanager import Plugins, build_plugins
 from flowkernel.rundir import make_rundir
+from flowkernel.staging import STAGING_INHIBIT, Stager, has_files
 from flowkernel.states import FINAL_STATES, TRANSITIONS, States
 from flowkernel.streams import resolve_streams
 from flowkernel.task import TaskRecord
@@ -71,7 +73,22 @@ logger = logging.getLogger(__name__)
 INTERNAL_EXECUTOR = "_flowkernel_internal"
 """Label of the kernel's own thread pool, where join-app bodies run by default."""
 
+STAGING_EXECUTOR = "_flowkernel_staging"
+"""Label of the kernel's thread pool for staging tasks, apart from the user's executors."""
+
+_OWN_EXECUTORS = (INTERNAL_EXECUTOR, STAGING_EXECUTOR)
+
 _Event = tuple[Callable[[TaskRecord, Any], None] | None, Any, Any]
+
+
+def _submit_to_pool(
+    pool: cf.ThreadPoolExecutor,
+    func: Callable[..., Any],
+    _resources: Any,
+    *args: Any,
+    **kwargs: Any,
+) -> Future[Any]:
+    return pool.submit(func, *args, **kwargs)
 
 
 def _exception_of(future: Future[Any]) -> BaseException | None:
@@ -147,10 +164,14 @@ class DataFlowKernel:
             raise
         self._labels = tuple(self.executors)
 
-        self._internal = cf.ThreadPoolExecutor(
-            max_workers=self._config.internal_tasks_max_threads,
-            thread_name_prefix="flowkernel-internal",
-        )
+        self._own_pools = {
+            label: cf.ThreadPoolExecutor(
+                max_workers=self._config.internal_tasks_max_threads,
+                thread_name_prefix=label.strip("_").replace("_", "-"),
+            )
+            for label in _OWN_EXECUTORS
+        }
+        self._stager: Stager | None = None
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._dispatcher = threading.Thread(
             target=self._dispatch_loop, name="flowkernel-dispatch", daemon=True
@@ -253,6 +274,13 @@ class DataFlowKernel:
             except BadStdStreamFile as exc:
                 self._fail(task, exc)
                 return future
+        inhibit = kwargs.pop(STAGING_INHIBIT, False) if STAGING_INHIBIT in kwargs else False
+        if not inhibit and has_files(task):
+            try:
+                self._stage(task, future)
+            except (StagingError, HookError) as exc:
+                self._fail(task, exc)
+                return future
         try:
             inputs = self._gather(task)
         except Exception as exc:
@@ -271,6 +299,18 @@ class DataFlowKernel:
         self._transition(task, States.pending)
         self._wait_then(task, inputs, self._launch)
         return future
+
+    def _stage(self, task: TaskRecord, future: AppFuture[Any]) -> None:
+        if self._stager is None:
+            self._stager = Stager(self.plugins.staging_providers(), self._submit_staging)
+        self._stager.stage_inputs(task)
+        if task.kwargs.get("outputs"):
+            future._outputs = self._stager.stage_outputs(task, future)
+
+    def _submit_staging(self, func: Callable[..., Any], args: tuple[Any, ...]) -> AppFuture[Any]:
+        return self.submit(
+            func, app_args=args, executors=(STAGING_EXECUTOR,), app_kwargs={STAGING_INHIBIT: True}
+        )
 
     def wait_for_current_tasks(self, timeout: float | None = None) -> list[int]:
         """Wait until every task submitted so far (and any they submit) has finished.
@@ -313,7 +353,8 @@ class DataFlowKernel:
         self.plugins.kernel_stopping(self)
         self._closing = True
         self._shutdown_executors()
-        self._internal.shutdown(wait=True)
+        for pool in self._own_pools.values():
+            pool.shutdown(wait=True)
         self._run_on_dispatcher(self._sweep)
         self._events.put((None, None, None))
         if threading.current_thread() is not self._dispatcher:
@@ -343,7 +384,7 @@ class DataFlowKernel:
         if executors == "all":
             return self._labels
         labels = (executors,) if isinstance(executors, str) else tuple(executors)
-        unknown = [lb for lb in labels if lb not in self.executors and lb != INTERNAL_EXECUTOR]
+        unknown = [lb for lb in labels if lb not in self.executors and lb not in _OWN_EXECUTORS]
         if unknown or not labels:
             raise UnknownExecutorError(unknown or ["(none given)"], self._labels)
         return labels
@@ -528,9 +569,10 @@ class DataFlowKernel:
 
     def _submit(self, task: TaskRecord) -> None:
         """Choose an executor and hand the task to it."""
-        if task.candidates == (INTERNAL_EXECUTOR,):
-            submit: Callable[..., Future[Any]] = self._submit_internal
-            task.executor = INTERNAL_EXECUTOR
+        own = self._own_pools.get(task.candidates[0]) if len(task.candidates) == 1 else None
+        if own is not None:
+            submit: Callable[..., Future[Any]] = partial(_submit_to_pool, own)
+            task.executor = task.candidates[0]
         else:
             try:
                 label = self.plugins.select_executor(task, task.candidates)
@@ -555,11 +597,6 @@ class DataFlowKernel:
             return
         task.exec_fu = future
         logger.debug("task %d try %d launched on %s", task.id, task.try_id, task.executor)
-
-    def _submit_internal(
-        self, func: Callable[..., Any], _resources: Any, *args: Any, **kwargs: Any
-    ) -> Future[Any]:
-        return self._internal.submit(func, *args, **kwargs)
 
     def _report_done(self, task: TaskRecord, future: Future[Any]) -> None:
         self._events.put((self._exec_done, task, future))

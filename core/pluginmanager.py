@@ -386,6 +386,37 @@ class Plugins:
             )
         return store
 
+    def staging_providers(self) -> list[tuple[str, Any]]:
+        """``(plugin name, provider)`` pairs merged over all plugins, in the order to ask them."""
+        found: list[tuple[str, Any]] = []
+        for plugin, function, _ in self._impls["flowkernel_staging_providers"]:
+            try:
+                offered = function()
+            except Exception as exc:
+                raise HookError(
+                    "flowkernel_staging_providers", plugin, f"raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if offered is None:
+                continue
+            if isinstance(offered, (str, bytes)) or not isinstance(offered, (list, tuple)):
+                raise HookError(
+                    "flowkernel_staging_providers",
+                    plugin,
+                    f"returned {type(offered).__name__}, expected a list of providers",
+                )
+            for provider in offered:
+                if not all(
+                    callable(getattr(provider, m, None)) for m in ("can_stage_in", "can_stage_out")
+                ):
+                    raise HookError(
+                        "flowkernel_staging_providers",
+                        plugin,
+                        f"offered {provider!r}, which lacks can_stage_in/can_stage_out "
+                        "(subclass flowkernel.staging.StagingProvider)",
+                    )
+                found.append((plugin, provider))
+        return found
+
     def task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
         self.notify("flowkernel_task_state_changed", task=task, old=old, new=new)
 

@@ -50,6 +50,7 @@ from flowkernel.errors import (
     BashExitFailure,
     MissingOutputs,
 )
+from flowkernel.files import File
 from flowkernel.streams import STREAMS, stream_path_and_mode
 
 RUNTIME_KWARGS = ("stdout", "stderr", "walltime")
@@ -60,8 +61,10 @@ _KILL_GRACE = 2.0
 
 
 def needs_runner(kwargs: dict[str, Any]) -> bool:
-    """True when a python app call uses a runtime keyword and so needs :func:`run_python_app`."""
-    return any(kwargs.get(name) is not None for name in RUNTIME_KWARGS)
+    """True when a python app call needs :func:`run_python_app`: runtime keywords or outputs."""
+    return bool(kwargs.get("outputs")) or any(
+        kwargs.get(name) is not None for name in RUNTIME_KWARGS
+    )
 
 
 # -- Which keywords the body receives ------------------------------------------
@@ -180,7 +183,9 @@ def run_python_app(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     body_kwargs = _body_kwargs(func, kwargs)
     if walltime is None:
         with _stream_files(kwargs) as files, _captured(files):
-            return func(*args, **body_kwargs)
+            result = func(*args, **body_kwargs)
+        _check_outputs(func, kwargs)
+        return result
 
     outcome: dict[str, Any] = {}
     finished = threading.Event()
@@ -199,6 +204,7 @@ def run_python_app(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     if finished.wait(float(walltime)):
         if "error" in outcome:
             raise outcome["error"]
+        _check_outputs(func, kwargs)
         return outcome["value"]
     _raise_in_thread(worker, AppTimeout)
     raise AppTimeout(f"App {_name(func)} exceeded walltime: {walltime} seconds")
@@ -262,10 +268,14 @@ def run_bash_app(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
                 _kill_group(process)
     if code != 0:
         raise BashExitFailure(name, code)
+    _check_outputs(func, kwargs)
+    return code
+
+
+def _check_outputs(func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     missing = [out for out in kwargs.get("outputs") or () if not _exists(out)]
     if missing:
-        raise MissingOutputs(f"bash_app {name} did not create its declared outputs", missing)
-    return code
+        raise MissingOutputs(f"app {_name(func)} did not create its declared outputs", missing)
 
 
 def _kill_group(process: subprocess.Popen[Any]) -> None:
@@ -287,8 +297,11 @@ def _kill_group(process: subprocess.Popen[Any]) -> None:
 
 
 def _exists(output: Any) -> bool:
-    """Whether a declared output exists; values that are not local paths count as present."""
-    path = getattr(output, "local_path", None) or getattr(output, "filepath", None) or output
-    if not isinstance(path, (str, os.PathLike)):
-        return True
-    return os.path.exists(path)
+    """Whether a declared output exists; files not on this machine count as present."""
+    if isinstance(output, File):
+        if output.local_path is None and output.scheme != "file":
+            return True  # a remote output: its stage-out deals with it
+        return os.path.exists(output.filepath)
+    if isinstance(output, (str, os.PathLike)):
+        return os.path.exists(output)
+    return True

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from flowkernel.files import File
 from flowkernel.markers import hookimpl
 from flowkernel.task import TaskRecord
 
@@ -76,6 +77,8 @@ def flowkernel_id_for_memo(value: object, identify: Callable[[object], bytes]) -
         return _frame(type(value).__name__.encode(), *sorted(identify(item) for item in value))
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
         return function_identity(value, identify)
+    if isinstance(value, File):
+        return _frame(b"File", value.url.encode("utf-8", "surrogatepass"))
     if isinstance(value, os.PathLike):
         return _frame(type(value).__name__.encode(), os.fsencode(value))
     return None

@@ -106,7 +106,7 @@ def test_a_missing_declared_output_fails_with_missing_outputs(
 
     with pytest.raises(flowkernel.MissingOutputs) as info:
         produce(outputs=[str(made), str(missing)]).result(timeout=WAIT)
-    assert info.value.outputs == [str(missing)]
+    assert [os.fspath(out) for out in info.value.outputs] == [str(missing)]
     assert made.exists()
 
 
