@@ -62,6 +62,10 @@ class Config:
     :param checkpoint_files: checkpoint folders of earlier runs whose results are
         reused (see :func:`flowkernel.get_all_checkpoints`).
     :param checkpoint_period: ``"HH:MM:SS"`` between writes in ``"periodic"`` mode.
+    :param progress: show a live progress display in a terminal (None: only when
+        ``FLOWKERNEL_PROGRESS=1``); needs the ``progress`` extra.
+    :param monitoring: record the workflow and every task transition in a SQLite
+        database: True for ``<run dir>/monitoring.db``, or a path.
     :param strategy, strategy_period, max_idletime, usage_tracking, project_name:
         accepted so Parsl configs load; they steer block scaling and usage
         reporting, which flowkernel does not do.
@@ -86,6 +90,8 @@ class Config:
         checkpoint_mode: CheckpointMode | None = None,
         checkpoint_files: Sequence[str | os.PathLike[str]] | None = None,
         checkpoint_period: str | None = None,
+        progress: bool | None = None,
+        monitoring: bool | str | os.PathLike[str] = False,
         strategy: str | None = "simple",
         strategy_period: float | int = 5,
         max_idletime: float = 120.0,
@@ -139,6 +145,10 @@ class Config:
             [os.fspath(f) for f in checkpoint_files] if checkpoint_files is not None else None
         )
         self.checkpoint_period = checkpoint_period
+        self.progress = progress
+        self.monitoring: bool | str = (
+            os.fspath(monitoring) if isinstance(monitoring, os.PathLike) else monitoring
+        )
         self.strategy = strategy
         self.strategy_period = strategy_period
         self.max_idletime = max_idletime
