@@ -22,6 +22,7 @@ from typeguard import CollectionCheckStrategy, typechecked
 from flowkernel.checkpoints import parse_period
 from flowkernel.errors import ConfigurationError
 from flowkernel.executors import Executor
+from flowkernel.retry_policy import RetryPolicy
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,6 +63,10 @@ class Config:
     :param checkpoint_files: checkpoint folders of earlier runs whose results are
         reused (see :func:`flowkernel.get_all_checkpoints`).
     :param checkpoint_period: ``"HH:MM:SS"`` between writes in ``"periodic"`` mode.
+    :param retry_policy: a :class:`~flowkernel.RetryPolicy` for every app that has
+        none of its own: budget, which exceptions are retried, waits between tries.
+    :param max_pending_tasks: submitting blocks while this many tasks are
+        unfinished, so a loop that submits millions runs in bounded memory.
     :param progress: show a live progress display in a terminal (None: only when
         ``FLOWKERNEL_PROGRESS=1``); needs the ``progress`` extra.
     :param monitoring: record the workflow and every task transition in a SQLite
@@ -91,6 +96,8 @@ class Config:
         checkpoint_files: Sequence[str | os.PathLike[str]] | None = None,
         checkpoint_period: str | None = None,
         progress: bool | None = None,
+        retry_policy: RetryPolicy | None = None,
+        max_pending_tasks: int | None = None,
         monitoring: bool | str | os.PathLike[str] = False,
         strategy: str | None = "simple",
         strategy_period: float | int = 5,
@@ -113,6 +120,10 @@ class Config:
         if isinstance(plugins, str) or isinstance(disable_plugins, str):
             field = "plugins" if isinstance(plugins, str) else "disable_plugins"
             raise ConfigurationError(f"Config.{field} must be a list of names, not one string")
+        if max_pending_tasks is not None and max_pending_tasks < 1:
+            raise ConfigurationError(
+                f"Config.max_pending_tasks must be at least 1 (or None), got {max_pending_tasks}"
+            )
         if checkpoint_mode == "periodic":
             if checkpoint_period is None:
                 raise ConfigurationError(
@@ -146,6 +157,8 @@ class Config:
         )
         self.checkpoint_period = checkpoint_period
         self.progress = progress
+        self.retry_policy = retry_policy
+        self.max_pending_tasks = max_pending_tasks
         self.monitoring: bool | str = (
             os.fspath(monitoring) if isinstance(monitoring, os.PathLike) else monitoring
         )

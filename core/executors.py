@@ -10,8 +10,9 @@ file's ``[[executors]] kind = "threads"`` find the same factory.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
+from functools import partial
 from typing import Any
 
 from typeguard import typechecked
@@ -22,9 +23,15 @@ class Executor(abc.ABC):
 
     A subclass sets ``label`` and implements :meth:`submit`, :meth:`shutdown`
     and :attr:`outstanding`; :meth:`start` is optional.  The kernel calls
-    ``start()`` once before the first submit and ``shutdown()`` once at cleanup,
-    both from the thread that owns the kernel; ``submit()`` is called from the
-    kernel's dispatch thread only.
+    ``start()`` once before the first task and ``shutdown()`` once at cleanup,
+    both from the thread that owns the kernel.  Tasks arrive through
+    :meth:`submit_task`, from any thread (the one that made the task ready):
+    ``submit`` and ``submit_task`` must be thread-safe.
+
+    :meth:`submit_task` is the kernel's entry point.  Its default calls
+    :meth:`submit` and attaches a callback to the future; an executor that can
+    report completion without building a ``Future`` per task (as the thread
+    pool does) overrides it and saves that cost.
     """
 
     label: str = "executor"
@@ -48,6 +55,28 @@ class Executor(abc.ABC):
         raised by ``submit`` itself counts as a failed try of the task.
         """
 
+    def submit_task(
+        self,
+        func: Callable[..., Any],
+        resource_specification: dict[str, Any],
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        done: Callable[[Any, BaseException | None], None],
+        priority: float = 0,
+    ) -> Any:
+        """Run ``func(*args, **kwargs)``; call ``done(result, None)`` or ``done(None, exc)``.
+
+        ``done`` may be called on any thread, exactly once.  ``priority`` orders
+        tasks waiting for a free slot (higher first) where the executor can.
+
+        :returns: a handle whose ``cancel()`` stops the task if it has not
+            started (returning True, after which ``done`` is never called), or
+            returns False.
+        """
+        future = self.submit(func, resource_specification, *args, **kwargs)
+        future.add_done_callback(partial(_report, done))
+        return future
+
     @abc.abstractmethod
     def shutdown(self) -> None:
         """Release resources; tasks already running may finish first."""
@@ -59,6 +88,17 @@ class Executor(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} label={self.label!r}>"
+
+
+def _report(done: Callable[[Any, BaseException | None], None], future: Future[Any]) -> None:
+    if future.cancelled():
+        done(None, CancelledError(f"{future!r} was cancelled by its executor"))
+        return
+    exc = future.exception()
+    if exc is not None:
+        done(None, exc)
+    else:
+        done(future.result(), None)
 
 
 @typechecked

@@ -54,13 +54,15 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
         return stream_paths(self.task_record.kwargs)["stderr"]
 
     def cancel(self) -> bool:
-        """Refuse: the kernel does not cancel tasks yet.
+        """Cancel the task if it has not started; see :meth:`DataFlowKernel.cancel`.
 
-        A bare ``Future.cancel()`` would mark the future cancelled behind the
-        kernel's back, leaving the task to run and its dependents to wait; so
-        this returns False, as ``concurrent.futures`` does for a running task.
+        Tasks that depend on it then fail with a ``DependencyError`` whose
+        cause is the cancellation.  A running or finished task is not
+        cancelled and this returns False, as ``concurrent.futures`` does.
         """
-        return False
+        if self.done():
+            return False
+        return self.task_record.kernel.cancel(self)
 
     def result(self, timeout: float | None = None) -> T:
         return super().result(timeout)  # type: ignore[no-any-return]

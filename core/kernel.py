@@ -2,38 +2,48 @@
 
 Threads and what they do
 ------------------------
-* **Submitting threads** (any user thread) create a task record, find its
-  inputs, move it ``unsched -> pending`` and attach a done-callback to each
-  input future.  They never launch anything themselves.
-* **Whatever thread completes a future** (an executor worker, another task's
-  completion) runs only tiny callbacks: count a waiting task's unfinished inputs
-  down, or report an execution result.  Both put an event on the dispatch queue
-  and return, so a chain of 100,000 tasks never nests callbacks inside callbacks.
-* **The dispatch thread** (``flowkernel-dispatch``, one per kernel) takes events
-  off the queue and makes every transition after ``pending``: launch, retry,
-  join, success, failure.  Because one thread owns those transitions, a task is
-  never launched twice and never forgotten.
+There is no kernel thread.  Each step of a task runs on the thread that made
+it possible:
+
+* a **submitting thread** (any user thread) creates the task record, finds its
+  inputs and, if they are all done already, launches it (asks the selection
+  hook, hands the task to an executor);
+* the **thread that completes an input** (an executor worker, usually) counts
+  the waiting task down and, if it took the count to zero, launches it;
+* an **executor worker** reports a result through the ``done`` callback of
+  :meth:`Executor.submit_task`, and on that same thread the kernel finishes
+  the task (success, retry or failure) and completes its future.
+
+No handoff to another thread costs anything per task, and no thread is a
+bottleneck.  Completing one future can make another task ready, whose launch
+can complete a future at once (a memoized result), and so on: to keep a chain
+of 100,000 such steps off the call stack, kernel work started while a thread is
+already doing kernel work is queued on that thread (``_do``) and run when the
+outer step returns — a loop, never recursion.
 
 Locks
 -----
-``self._lock`` guards the countdowns (``TaskRecord._unfinished``), the task
-table and ``task_state_counts``; it is held only for a few assignments and never
-while calling out to a plugin, an executor or a future.  Only the thread that
-takes a countdown to zero queues the task, so inputs that finish in the same
-instant on different threads cannot both launch it (Parsl issue #2227).
-
-Every transition is checked against :data:`flowkernel.states.TRANSITIONS`; a
-refused one is logged as an error and acted on no further.
+``self._lock`` guards the countdowns (``TaskRecord._unfinished``), every state
+transition (old state checked and new state set in one step), the task table,
+``task_state_counts`` and the memo table.  It is held only for a few
+assignments, never while calling a plugin, an executor or a future.  Because a
+transition is checked against :data:`flowkernel.states.TRANSITIONS` under the
+lock, two threads racing to move one task (a completion and a cancel, or the
+cleanup sweep) cannot both win: the loser is refused and does nothing.  Only
+the thread that takes a countdown to zero launches the task, so inputs that
+finish in the same instant on different threads cannot both launch it (Parsl
+issue #2227).
 """
 
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures as cf
+import heapq
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -62,6 +72,7 @@ from flowkernel.executors import Executor
 from flowkernel.futures import AppFuture
 from flowkernel.log import FILE_LOG_NAME, remove_handler, set_file_logger
 from flowkernel.pluginmanager import Plugins, build_plugins
+from flowkernel.retry_policy import RetryPolicy
 from flowkernel.rundir import make_rundir
 from flowkernel.staging import STAGING_INHIBIT, Stager, has_files
 from flowkernel.states import FINAL_STATES, TRANSITIONS, States
@@ -78,17 +89,15 @@ STAGING_EXECUTOR = "_flowkernel_staging"
 
 _OWN_EXECUTORS = (INTERNAL_EXECUTOR, STAGING_EXECUTOR)
 
-_Event = tuple[Callable[[TaskRecord, Any], None] | None, Any, Any]
+_Step = Callable[[TaskRecord, Any], None]
+
+_local = threading.local()
+"""Per thread: ``pending``, the kernel steps queued while this thread runs one;
+``internal``, true on the kernel's own pool threads (exempt from backpressure)."""
 
 
-def _submit_to_pool(
-    pool: cf.ThreadPoolExecutor,
-    func: Callable[..., Any],
-    _resources: Any,
-    *args: Any,
-    **kwargs: Any,
-) -> Future[Any]:
-    return pool.submit(func, *args, **kwargs)
+def _mark_internal() -> None:
+    _local.internal = True
 
 
 def _exception_of(future: Future[Any]) -> BaseException | None:
@@ -96,6 +105,78 @@ def _exception_of(future: Future[Any]) -> BaseException | None:
     if future.cancelled():
         return CancelledError(f"{future!r} was cancelled")
     return future.exception()
+
+
+class _PoolExecutor(Executor):
+    """One of the kernel's own thread pools, seen through the executor interface."""
+
+    def __init__(self, label: str, threads: int) -> None:
+        self.label = label
+        self._pool = cf.ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix=label.strip("_").replace("_", "-"),
+            initializer=_mark_internal,
+        )
+
+    def submit(
+        self,
+        func: Callable[..., Any],
+        resource_specification: dict[str, Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Future[Any]:
+        return self._pool.submit(func, *args, **kwargs)
+
+    @property
+    def outstanding(self) -> int:
+        return self._pool._work_queue.qsize()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class _Timer:
+    """Runs callbacks after a delay on one thread, so a retry's wait blocks nobody."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="flowkernel-timer", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), fn))
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
+                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(timeout)
+                if self._stopped:
+                    return
+                fn = heapq.heappop(self._heap)[2]
+            try:
+                fn()
+            except Exception:
+                logger.exception("a delayed kernel step failed")
+
+    def stop(self) -> None:
+        """Drop what is still waiting (the cleanup sweep ends those tasks)."""
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 class DataFlowKernel:
@@ -116,7 +197,7 @@ class DataFlowKernel:
         self._resolver, self._resolver_plugin = self.plugins.dependency_resolver(self._config)
         self._observe_states = self.plugins.implements("flowkernel_task_state_changed")
         # Memo table: key -> result of a finished task (this run or a checkpoint),
-        # and key -> future of the task computing it now.  Dispatch thread only.
+        # and key -> future of the task computing it now.  Guarded by _lock.
         self._memo_enabled = self._config.app_cache and self.plugins.implements(
             "flowkernel_memo_key"
         )
@@ -146,6 +227,9 @@ class DataFlowKernel:
         self._closing = False
         self.time_began = time.time()
         self.time_completed: float | None = None
+        limit = self._config.max_pending_tasks
+        self._room = threading.BoundedSemaphore(limit) if limit is not None else None
+        self._timer = _Timer()
 
         self.executors: dict[str, Executor] = {}
         executors = self._config.executors
@@ -163,20 +247,11 @@ class DataFlowKernel:
             self._remove_log_handler()
             raise
         self._labels = tuple(self.executors)
-
-        self._own_pools = {
-            label: cf.ThreadPoolExecutor(
-                max_workers=self._config.internal_tasks_max_threads,
-                thread_name_prefix=label.strip("_").replace("_", "-"),
-            )
+        self._own: dict[str, Executor] = {
+            label: _PoolExecutor(label, self._config.internal_tasks_max_threads)
             for label in _OWN_EXECUTORS
         }
         self._stager: Stager | None = None
-        self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_loop, name="flowkernel-dispatch", daemon=True
-        )
-        self._dispatcher.start()
         atexit.register(self._atexit_warning)
         self.plugins.kernel_started(self)
 
@@ -232,6 +307,9 @@ class DataFlowKernel:
         app_kwargs: dict[str, Any] | None = None,
         join: bool = False,
         runner: Callable[..., Any] | None = None,
+        priority: float = 0,
+        retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AppFuture[Any]:
         """Add one task; return its future at once.
 
@@ -241,10 +319,18 @@ class DataFlowKernel:
         :class:`DependencyError` without running if any of them failed.
         ``runner`` is what the executor calls (the function itself by default;
         apps pass a wrapper that handles streams, walltime or a shell command).
+        ``priority`` orders ready tasks waiting for an executor slot (higher
+        first); ``retries`` and ``retry_policy`` override the config's for this
+        task.  With ``Config.max_pending_tasks`` set, this blocks while that
+        many tasks are unfinished.
         """
         if self.cleanup_called:
             raise NoDataFlowKernelError("Cannot submit to a DFK that has been cleaned up")
         candidates = self._candidates(executors)
+        if self._room is not None and not getattr(_local, "internal", False):
+            # Join bodies and staging run on the kernel's own threads and are
+            # exempt: blocking them could wait on themselves.
+            self._room.acquire()
         kwargs = app_kwargs if app_kwargs is not None else {}
         with self._lock:
             task_id = next(self._ids)
@@ -262,6 +348,9 @@ class DataFlowKernel:
             join=join,
             resource_specification=kwargs.get("parsl_resource_specification") or {},
         )
+        task.priority = priority
+        task.retries = retries
+        task.retry_policy = retry_policy if retry_policy is not None else self._config.retry_policy
         future: AppFuture[Any] = AppFuture(task)
         task.app_fu = future
         with self._lock:
@@ -296,9 +385,38 @@ class DataFlowKernel:
         task.depends = inputs
         if inputs:
             logger.debug("task %d (%s) waits on %d input(s)", task_id, task.func_name, len(inputs))
-        self._transition(task, States.pending)
-        self._wait_then(task, inputs, self._launch)
+        if self._transition(task, States.pending):
+            self._wait_then(task, inputs, self._launch)
         return future
+
+    def cancel(self, future: AppFuture[Any]) -> bool:
+        """Cancel a task that has not started; its dependents fail with ``DependencyError``.
+
+        A task still waiting for its inputs or for a retry is cancelled at once.
+        One handed to an executor is cancelled if the executor can still stop
+        it (it has not started running); a running or finished task is not,
+        and this returns False, as ``concurrent.futures`` does.
+        """
+        task = future.task_record
+        status = task.status
+        if status is States.launched:
+            handle = task.exec_fu
+            cancel = getattr(handle, "cancel", None)
+            if cancel is None or not cancel():
+                return False
+        elif status not in (States.unsched, States.pending, States.fail_retryable):
+            return False
+        if not self._transition(task, States.failed):
+            return False
+        logger.info("task %d (%s) cancelled", task.id, task.func_name)
+        self._ended(task)
+        return Future.cancel(future)
+
+    def cancel_all(self) -> int:
+        """Cancel every task that has not started yet; return how many were cancelled."""
+        with self._lock:
+            waiting = [t.app_fu for t in self.tasks.values() if t.status not in FINAL_STATES]
+        return sum(1 for f in waiting if f is not None and self.cancel(f))
 
     def _stage(self, task: TaskRecord, future: AppFuture[Any]) -> None:
         if self._stager is None:
@@ -352,16 +470,11 @@ class DataFlowKernel:
         logger.info("kernel %s cleaning up", self.run_id)
         self.plugins.kernel_stopping(self)
         self._closing = True
+        self._timer.stop()
         self._shutdown_executors()
-        for pool in self._own_pools.values():
-            pool.shutdown(wait=True)
-        self._run_on_dispatcher(self._sweep)
-        self._events.put((None, None, None))
-        if threading.current_thread() is not self._dispatcher:
-            self._dispatcher.join()
-            # A submit that raced with cleanup may have queued work behind the
-            # stop marker; the dispatcher is gone, so end such tasks here.
-            self._sweep()
+        for own in self._own.values():
+            own.shutdown()
+        self._sweep()
         if self._checkpointer is not None:
             try:
                 self._checkpointer.close()
@@ -377,7 +490,7 @@ class DataFlowKernel:
         self._remove_log_handler()
 
     # ------------------------------------------------------------------
-    # Submission helpers (submitting thread)
+    # Waiting for inputs
     # ------------------------------------------------------------------
 
     def _candidates(self, executors: str | Sequence[str]) -> tuple[str, ...]:
@@ -401,13 +514,8 @@ class DataFlowKernel:
             found.extend(gather(item))
         return found
 
-    def _wait_then(
-        self,
-        task: TaskRecord,
-        futures: Iterable[Future[Any]],
-        then: Callable[[TaskRecord, Any], None],
-    ) -> None:
-        """Queue ``then(task)`` once every future in ``futures`` is done.
+    def _wait_then(self, task: TaskRecord, futures: Iterable[Future[Any]], then: _Step) -> None:
+        """Run ``then(task)`` once every future in ``futures`` is done.
 
         The count starts one above the number of futures; that extra guard is
         released last, so callbacks firing while we attach them cannot reach
@@ -421,51 +529,45 @@ class DataFlowKernel:
             future.add_done_callback(callback)
         self._count_down(task, then, None)
 
-    def _count_down(
-        self, task: TaskRecord, then: Callable[[TaskRecord, Any], None], _future: Any
-    ) -> None:
+    def _count_down(self, task: TaskRecord, then: _Step, _future: Any) -> None:
         with self._lock:
             task._unfinished -= 1
             ready = task._unfinished == 0
         if ready:
-            self._events.put((then, task, None))
+            self._do(then, task, None)
 
-    # ------------------------------------------------------------------
-    # Dispatch thread
-    # ------------------------------------------------------------------
-
-    def _dispatch_loop(self) -> None:
-        get = self._events.get
-        while True:
-            handler, task, arg = get()
-            if handler is None:
-                return
-            try:
-                handler(task, arg)
-            except BaseException as exc:  # a bug here must not strand the task
-                logger.exception("kernel error while handling task %s", getattr(task, "id", "?"))
-                if isinstance(task, TaskRecord) and task.status not in FINAL_STATES:
-                    self._fail(task, exc)
-
-    def _run_on_dispatcher(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the dispatch thread after everything queued so far."""
-        if threading.current_thread() is self._dispatcher or not self._dispatcher.is_alive():
-            fn()
+    def _do(self, step: _Step, task: TaskRecord, arg: Any) -> None:
+        """Run a kernel step now, or after the one this thread is already running."""
+        pending: collections.deque[tuple[_Step, TaskRecord, Any]] | None = getattr(
+            _local, "pending", None
+        )
+        if pending is not None:
+            pending.append((step, task, arg))
             return
-        done = threading.Event()
+        _local.pending = pending = collections.deque()
+        try:
+            self._guarded(step, task, arg)
+            while pending:
+                self._guarded(*pending.popleft())
+        finally:
+            _local.pending = None
 
-        def run(_task: Any, _arg: Any) -> None:
-            try:
-                fn()
-            finally:
-                done.set()
+    def _guarded(self, step: _Step, task: TaskRecord, arg: Any) -> None:
+        try:
+            step(task, arg)
+        except BaseException as exc:  # a kernel bug must not strand the task
+            logger.exception("kernel error in %s for task %s", step.__name__, task.id)
+            if task.status not in FINAL_STATES:
+                task.kernel._fail(task, exc)
 
-        self._events.put((run, None, None))
-        done.wait()
+    # ------------------------------------------------------------------
+    # Launching
+    # ------------------------------------------------------------------
 
     def _launch(self, task: TaskRecord, _arg: Any = None) -> None:
         if task.status is not States.pending:
-            logger.error("task %d is %s, not pending: launch refused", task.id, task.status.name)
+            if task.status not in FINAL_STATES:  # a cancelled task is not an error
+                logger.error("task %d is %s, not pending: launch refused", task.id, task.status)
             return
         if self._closing:
             self._fail(task, KernelShutdownError(task.id, "waiting to launch"))
@@ -517,25 +619,27 @@ class DataFlowKernel:
     def _reuse(self, task: TaskRecord) -> bool:
         """Finish the task from the memo table, or make it wait for an identical one running."""
         key = task.hashsum
-        assert key is not None
-        if key in self._memo:
+        assert key is not None and task.app_fu is not None
+        with self._lock:
+            hit = key in self._memo
+            result = self._memo.get(key)
+            running = None if hit else self._memo_running.get(key)
+            if not hit and running is None:
+                self._memo_running[key] = task.app_fu
+        if hit:
             task.from_memo = True
             logger.debug("task %d: memo hit", task.id)
-            self._succeed(task, self._memo[key], States.memo_done)
+            self._succeed(task, result, States.memo_done)
             return True
-        running = self._memo_running.get(key)
         if running is not None and running is not task.app_fu:
             logger.debug("task %d waits for task %d, which computes the same", task.id, running.tid)
             self._wait_then(task, [running], self._after_identical)
             return True
-        assert task.app_fu is not None
-        self._memo_running[key] = task.app_fu
         return False
 
     def _after_identical(self, task: TaskRecord, _arg: Any = None) -> None:
         if task.status is not States.pending:
-            logger.error("task %d is %s, not pending: memo wait ignored", task.id, task.status.name)
-            return
+            return  # cancelled meanwhile
         if self._closing:
             self._fail(task, KernelShutdownError(task.id, "waiting for an identical task"))
             return
@@ -545,9 +649,10 @@ class DataFlowKernel:
     def _memo_done(self, task: TaskRecord, result: Any) -> None:
         key = task.hashsum
         assert key is not None
-        self._memo[key] = result
-        if self._memo_running.get(key) is task.app_fu:
-            del self._memo_running[key]
+        with self._lock:
+            self._memo[key] = result
+            if self._memo_running.get(key) is task.app_fu:
+                del self._memo_running[key]
         if self._checkpointer is not None:
             try:
                 self._checkpointer.completed(key, result, task)
@@ -569,69 +674,97 @@ class DataFlowKernel:
 
     def _submit(self, task: TaskRecord) -> None:
         """Choose an executor and hand the task to it."""
-        own = self._own_pools.get(task.candidates[0]) if len(task.candidates) == 1 else None
+        candidates = task.candidates
+        own = self._own.get(candidates[0]) if len(candidates) == 1 else None
         if own is not None:
-            submit: Callable[..., Future[Any]] = partial(_submit_to_pool, own)
-            task.executor = task.candidates[0]
+            executor = own
         else:
             try:
-                label = self.plugins.select_executor(task, task.candidates)
+                label = self.plugins.select_executor(task, candidates)
             except AbortTask as abort:
                 self._fail(task, abort.exception)
                 return
             except HookError as exc:
                 self._fail(task, exc)
                 return
-            task.executor = label
-            submit = self.executors[label].submit
-
+            executor = self.executors[label]
+        task.executor = executor.label
         if not self._transition(task, States.launched):
             return
         task.try_time_launched = time.time()
+        done = partial(self._on_done, task, task.try_id)
         try:
-            future = submit(task.runner, task.resource_specification, *task.args, **task.kwargs)
-            future.add_done_callback(partial(self._report_done, task))
+            task.exec_fu = executor.submit_task(
+                task.runner,
+                task.resource_specification,
+                task.args,
+                task.kwargs,
+                done,
+                task.priority,
+            )
         except Exception as exc:
             logger.info("task %d: executor %r refused it: %r", task.id, task.executor, exc)
             self._failed_try(task, exc)
             return
-        task.exec_fu = future
         logger.debug("task %d try %d launched on %s", task.id, task.try_id, task.executor)
 
-    def _report_done(self, task: TaskRecord, future: Future[Any]) -> None:
-        self._events.put((self._exec_done, task, future))
+    # ------------------------------------------------------------------
+    # Results
+    # ------------------------------------------------------------------
 
-    def _exec_done(self, task: TaskRecord, future: Future[Any]) -> None:
-        if task.status is not States.launched or future is not task.exec_fu:
-            logger.error(
-                "task %d: a result arrived while it was %s; ignored", task.id, task.status.name
-            )
+    def _on_done(
+        self, task: TaskRecord, try_id: int, result: Any, exc: BaseException | None
+    ) -> None:
+        self._do(self._exec_done, task, (try_id, result, exc))
+
+    def _exec_done(self, task: TaskRecord, outcome: tuple[int, Any, BaseException | None]) -> None:
+        try_id, result, exc = outcome
+        if task.status is not States.launched or try_id != task.try_id:
+            if task.status not in FINAL_STATES:
+                logger.error(
+                    "task %d: a result of try %d arrived while it was %s (try %d); ignored",
+                    task.id,
+                    try_id,
+                    task.status.name,
+                    task.try_id,
+                )
             return
         task.try_time_returned = time.time()
-        exc = _exception_of(future)
+        task.exec_fu = None
         if exc is not None:
             self._failed_try(task, exc)
         elif task.join:
-            self._start_join(task, future.result())
+            self._start_join(task, result)
         else:
-            self._succeed(task, future.result())
+            self._succeed(task, result)
 
     def _failed_try(self, task: TaskRecord, exc: BaseException) -> None:
         task.fail_count += 1
         task.fail_history.append(repr(exc))
         final: BaseException = exc
         retry = False
-        try:
-            cost = self.plugins.retry_cost(exc, task)
-        except AbortTask as abort:
-            final = abort.exception
-        except HookError as hook_error:
-            # Keep the try's own exception in view next to the plugin's.
-            hook_error.task_exception = exc  # type: ignore[attr-defined]
-            final = hook_error
-        else:
-            task.fail_cost += cost
-            retry = task.fail_cost <= self._config.retries and not self._closing
+        policy = task.retry_policy
+        budget = task.retries
+        if budget is None:
+            budget = (
+                policy.count
+                if policy is not None and policy.count is not None
+                else (self._config.retries)
+            )
+        if policy is not None and not policy.retries(exc):
+            logger.debug("task %d: %s is not retried by its policy", task.id, type(exc).__name__)
+        elif budget > 0:
+            try:
+                cost = self.plugins.retry_cost(exc, task)
+            except AbortTask as abort:
+                final = abort.exception
+            except HookError as hook_error:
+                # Keep the try's own exception in view next to the plugin's.
+                hook_error.task_exception = exc  # type: ignore[attr-defined]
+                final = hook_error
+            else:
+                task.fail_cost += cost
+                retry = task.fail_cost <= budget and not self._closing
         if not retry:
             logger.info(
                 "task %d failed after %d tr%s",
@@ -641,12 +774,25 @@ class DataFlowKernel:
             )
             self._fail(task, final)
             return
-        logger.info("task %d try %d failed (%r); retrying", task.id, task.try_id, exc)
-        if self._transition(task, States.fail_retryable):
-            task.try_id += 1
-            task.exec_fu = None
-            if self._transition(task, States.pending):
-                self._launch(task)
+        if not self._transition(task, States.fail_retryable):
+            return
+        task.try_id += 1
+        wait = policy.wait_before(task.fail_count) if policy is not None else 0.0
+        logger.info(
+            "task %d try %d failed (%r); retrying%s",
+            task.id,
+            task.try_id - 1,
+            exc,
+            f" in {wait:.2f}s" if wait else "",
+        )
+        if wait > 0:
+            self._timer.call_later(wait, partial(self._do, self._retry, task, None))
+        else:
+            self._retry(task)
+
+    def _retry(self, task: TaskRecord, _arg: Any = None) -> None:
+        if self._transition(task, States.pending):
+            self._launch(task)
 
     def _start_join(self, task: TaskRecord, joinable: Any) -> None:
         if isinstance(joinable, Future):
@@ -668,10 +814,7 @@ class DataFlowKernel:
 
     def _join_done(self, task: TaskRecord, _arg: Any = None) -> None:
         if task.status is not States.joining:
-            logger.error(
-                "task %d is %s, not joining: join result ignored", task.id, task.status.name
-            )
-            return
+            return  # ended meanwhile (cleanup)
         joins = task.joins
         inner = [joins] if isinstance(joins, Future) else list(joins or [])
         failures = [
@@ -696,6 +839,7 @@ class DataFlowKernel:
                 States.pending: "waiting for its inputs",
                 States.launched: "running on an executor that never reported back",
                 States.joining: "waiting for the futures its join body returned",
+                States.fail_retryable: "waiting to be retried",
             }.get(task.status, task.status.name)
             self._fail(task, KernelShutdownError(task.id, state))
 
@@ -704,14 +848,19 @@ class DataFlowKernel:
     # ------------------------------------------------------------------
 
     def _transition(self, task: TaskRecord, new: States) -> bool:
-        old = task.status
-        if new not in TRANSITIONS[old]:
-            logger.error("task %d: transition %s -> %s refused", task.id, old.name, new.name)
-            return False
         with self._lock:
-            self.task_state_counts[old] -= 1
-            self.task_state_counts[new] += 1
-            task.status = new
+            old = task.status
+            allowed = new in TRANSITIONS[old]
+            if allowed:
+                self.task_state_counts[old] -= 1
+                self.task_state_counts[new] += 1
+                task.status = new
+        if not allowed:
+            # Losing a race to a cancel or the cleanup sweep is normal; anything
+            # else is a bug worth seeing.
+            level = logging.DEBUG if old in FINAL_STATES else logging.ERROR
+            logger.log(level, "task %d: transition %s -> %s refused", task.id, old.name, new.name)
+            return False
         if self._observe_states:
             self.plugins.task_state_changed(task, old, new)
         return True
@@ -720,24 +869,27 @@ class DataFlowKernel:
         if self._transition(task, state):
             if task.hashsum is not None and state is States.exec_done:
                 self._memo_done(task, result)
-            self._finish(task)
+            self._ended(task)
             assert task.app_fu is not None
             task.app_fu.set_result(result)
 
     def _fail(self, task: TaskRecord, exc: BaseException, state: States = States.failed) -> None:
         if self._transition(task, state):
-            key = task.hashsum
-            if key is not None and self._memo_running.get(key) is task.app_fu:
-                del self._memo_running[key]  # an identical task waiting on it runs itself
-            self._finish(task)
+            self._ended(task)
             assert task.app_fu is not None
             task.app_fu.set_exception(exc)
 
-    def _finish(self, task: TaskRecord) -> None:
+    def _ended(self, task: TaskRecord) -> None:
+        """Bookkeeping once a task reached a final state, before its future completes."""
         task.time_returned = time.time()
-        if self._config.garbage_collect:
-            with self._lock:
+        key = task.hashsum
+        with self._lock:
+            if key is not None and self._memo_running.get(key) is task.app_fu:
+                del self._memo_running[key]  # an identical task waiting on it runs itself
+            if self._config.garbage_collect:
                 self.tasks.pop(task.id, None)
+        if self._room is not None:
+            self._room.release()
 
     # ------------------------------------------------------------------
     # Small helpers

@@ -21,6 +21,7 @@ from flowkernel.states import States
 if TYPE_CHECKING:
     from flowkernel.futures import AppFuture
     from flowkernel.kernel import DataFlowKernel
+    from flowkernel.retry_policy import RetryPolicy
 
 # Parsl key -> attribute, where they differ.
 _KEY_ALIASES = {"dfk": "kernel"}
@@ -52,7 +53,10 @@ class TaskRecord:
         "kernel",
         "kwargs",
         "memoize",
+        "priority",
         "resource_specification",
+        "retries",
+        "retry_policy",
         "runner",
         "status",
         "time_invoked",
@@ -96,13 +100,16 @@ class TaskRecord:
         self.status = States.unsched
         self.depends: list[Future[Any]] = []
         self.app_fu: AppFuture[Any] | None = None
-        self.exec_fu: Future[Any] | None = None
+        self.exec_fu: Any = None  # the executor's handle of the running try
         self.hashsum: str | None = None
         self.from_memo: bool | None = None
         self.fail_count = 0
         self.fail_cost = 0.0
         self.fail_history: list[str] = []
         self.try_id = 0
+        self.priority: float = 0
+        self.retries: int | None = None  # this task's budget, when not the config's
+        self.retry_policy: RetryPolicy | None = None
         self.time_invoked = time.time()
         self.time_returned: float | None = None
         self.try_time_launched: float | None = None

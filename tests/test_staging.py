@@ -336,7 +336,11 @@ def test_flowkernel_staging_providers_from_a_flowconf_handle_a_made_up_scheme(
         )
         assert future.result(timeout=WAIT) == "ALPHA"
         future.outputs[0].result(timeout=WAIT)
-    flowconf = next(m for n, m in sys.modules.items() if n.startswith("flowkernel_flowconf_"))
+    flowconf = next(
+        m
+        for m in list(sys.modules.values())
+        if getattr(m, "__file__", None) == str((project / "flowconf.py").resolve())
+    )
     assert flowconf.SHIPPED == {"memory://results/a.txt": "ALPHA"}
 
 
