@@ -46,6 +46,7 @@ from flowkernel.kernel import DataFlowKernel
 from flowkernel.loader import DataFlowKernelLoader, clear, dfk, load, wait_for_current_tasks
 from flowkernel.log import set_file_logger, set_stream_logger
 from flowkernel.markers import hookimpl
+from flowkernel.retry_policy import RetryPolicy
 from flowkernel.states import States
 from flowkernel.streams import AUTO_LOGNAME
 
@@ -81,6 +82,7 @@ __all__ = [
     "MissingOutputs",
     "NoDataFlowKernelError",
     "PluginLoadError",
+    "RetryPolicy",
     "StagingError",
     "States",
     "ThreadPoolExecutor",

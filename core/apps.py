@@ -18,6 +18,7 @@ from typeguard import typechecked
 from flowkernel.futures import AppFuture
 from flowkernel.kernel import INTERNAL_EXECUTOR, DataFlowKernel
 from flowkernel.loader import DataFlowKernelLoader
+from flowkernel.retry_policy import RetryPolicy
 from flowkernel.runners import needs_runner, run_bash_app, run_python_app
 
 R = TypeVar("R")
@@ -46,12 +47,18 @@ class AppBase(Generic[R]):
         executors: str | Sequence[str] = "all",
         cache: bool = False,
         ignore_for_cache: Sequence[str] | None = None,
+        priority: float = 0,
+        retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.func = func
         self.data_flow_kernel = data_flow_kernel
         self.executors = executors if isinstance(executors, str) else list(executors)
         self.cache = cache
         self.ignore_for_cache = list(ignore_for_cache) if ignore_for_cache else None
+        self.priority = priority
+        self.retries = retries
+        self.retry_policy = retry_policy
         functools.update_wrapper(self, func)
         try:
             params = inspect.signature(func).parameters
@@ -62,6 +69,9 @@ class AppBase(Generic[R]):
             for name in _SPECIAL_KWARGS
             if name in params and params[name].default is not inspect.Parameter.empty
         }
+        # ``priority=`` at call time is the kernel's, unless the function has
+        # a parameter of that name.
+        self._priority_is_ours = "priority" not in params
 
     def runner(self, kwargs: dict[str, Any]) -> Callable[..., Any]:
         """The callable the executor runs for one call with these keyword arguments."""
@@ -73,6 +83,9 @@ class AppBase(Generic[R]):
             merged = dict(self.kwargs)
             merged.update(kwargs)
             kwargs = merged
+        priority = self.priority
+        if "priority" in kwargs and self._priority_is_ours:
+            priority = kwargs.pop("priority")
         return dfk.submit(
             self.func,
             runner=self.runner(kwargs),
@@ -82,6 +95,9 @@ class AppBase(Generic[R]):
             ignore_for_cache=self.ignore_for_cache,
             app_kwargs=kwargs,
             join=self.join,
+            priority=priority,
+            retries=self.retries,
+            retry_policy=self.retry_policy,
         )
 
     def __repr__(self) -> str:
@@ -123,6 +139,9 @@ def python_app(
     cache: bool = False,
     executors: str | Sequence[str] = "all",
     ignore_for_cache: Sequence[str] | None = None,
+    priority: float = 0,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Callable[[Callable[..., R]], PythonApp[R]]: ...
 
 
@@ -133,6 +152,9 @@ def python_app(
     cache: bool = False,
     executors: str | Sequence[str] = "all",
     ignore_for_cache: Sequence[str] | None = None,
+    priority: float = 0,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Any:
     """Make a function an app: each call returns an :class:`AppFuture` at once.
 
@@ -140,10 +162,24 @@ def python_app(
     :param cache: reuse the result of an identical earlier call (when the
         config's ``app_cache`` allows).
     :param ignore_for_cache: keyword arguments that do not count for caching.
+    :param priority: among ready tasks waiting for an executor slot, higher
+        launches first; a call can pass ``priority=`` to override it.
+    :param retries: this app's retry budget, instead of ``Config.retries``.
+    :param retry_policy: a :class:`~flowkernel.RetryPolicy` (budget, which
+        exceptions, waits between tries), instead of the config's.
     """
 
     def decorate(func: Callable[..., Any]) -> PythonApp[Any]:
-        return PythonApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
+        return PythonApp(
+            func,
+            data_flow_kernel,
+            executors,
+            cache,
+            ignore_for_cache,
+            priority,
+            retries,
+            retry_policy,
+        )
 
     return decorate(function) if function is not None else decorate
 
@@ -157,6 +193,9 @@ def bash_app(
     cache: bool = False,
     executors: str | Sequence[str] = "all",
     ignore_for_cache: Sequence[str] | None = None,
+    priority: float = 0,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Callable[[Callable[..., Any]], BashApp]: ...
 
 
@@ -167,6 +206,9 @@ def bash_app(
     cache: bool = False,
     executors: str | Sequence[str] = "all",
     ignore_for_cache: Sequence[str] | None = None,
+    priority: float = 0,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Any:
     """Make a function a bash app: its body returns a command line, which the task runs.
 
@@ -179,7 +221,16 @@ def bash_app(
     """
 
     def decorate(func: Callable[..., Any]) -> BashApp:
-        return BashApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
+        return BashApp(
+            func,
+            data_flow_kernel,
+            executors,
+            cache,
+            ignore_for_cache,
+            priority,
+            retries,
+            retry_policy,
+        )
 
     return decorate(function) if function is not None else decorate
 
@@ -193,6 +244,9 @@ def join_app(
     cache: bool = False,
     executors: str | Sequence[str] = (INTERNAL_EXECUTOR,),
     ignore_for_cache: Sequence[str] | None = None,
+    priority: float = 0,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Callable[[Callable[..., R]], JoinApp[Any]]: ...
 
 
@@ -203,6 +257,9 @@ def join_app(
     cache: bool = False,
     executors: str | Sequence[str] = (INTERNAL_EXECUTOR,),
     ignore_for_cache: Sequence[str] | None = None,
+    priority: float = 0,
+    retries: int | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Any:
     """Make a function a join app: its body returns a future or a list of futures.
 
@@ -213,6 +270,15 @@ def join_app(
     """
 
     def decorate(func: Callable[..., Any]) -> JoinApp[Any]:
-        return JoinApp(func, data_flow_kernel, executors, cache, ignore_for_cache)
+        return JoinApp(
+            func,
+            data_flow_kernel,
+            executors,
+            cache,
+            ignore_for_cache,
+            priority,
+            retries,
+            retry_policy,
+        )
 
     return decorate(function) if function is not None else decorate

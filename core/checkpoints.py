@@ -12,7 +12,7 @@ how*.  Modes:
 * ``"manual"`` — when the program calls ``dfk().checkpoint()`` (and at cleanup
   nothing is written implicitly).
 
-Threads: :meth:`Checkpointer.completed` runs on the kernel's dispatch thread;
+Threads: :meth:`Checkpointer.completed` runs on whichever thread finished the task;
 the periodic timer and ``checkpoint()`` may run on others.  ``_lock`` guards
 the list of unsaved records and serializes writes to the store.
 """

@@ -145,7 +145,7 @@ def flowkernel_dependency_resolver(config: Config) -> DependencyResolver | None:
 def flowkernel_memo_key(task: TaskRecord) -> str | None:
     """Compute the memo key of a task: equal keys mean "same work, same result".
 
-    Called once per task, on the kernel's dispatch thread, when its inputs are
+    Called once per task, on the thread that made it ready, when its inputs are
     ready (arguments hold values, not futures) and before it launches — only
     for apps declared ``cache=True`` while ``Config.app_cache`` is on.  A task
     whose key matches a finished task (in this run or a loaded checkpoint) ends
@@ -248,8 +248,9 @@ def flowkernel_task_state_changed(task: TaskRecord, old: States, new: States) ->
 
     Called once per transition, right after ``task.status`` changed and before
     the task's future completes, on the thread that made the transition (the
-    submitting thread for ``unsched -> pending``, the kernel's dispatch thread
-    otherwise).  Keep it quick: the kernel waits for it.
+    submitting thread, an executor worker, or the thread that completed an
+    input), so several may run at once: an implementation must be
+    thread-safe.  Keep it quick: the kernel waits for it.
 
     :param task: the task record.
     :param old: the state it left.

@@ -74,7 +74,7 @@ from flowkernel.log import FILE_LOG_NAME, remove_handler, set_file_logger
 from flowkernel.pluginmanager import Plugins, build_plugins
 from flowkernel.retry_policy import RetryPolicy
 from flowkernel.rundir import make_rundir
-from flowkernel.staging import STAGING_INHIBIT, Stager, has_files
+from flowkernel.staging import STAGING_INHIBIT, Stager, has_files, stage_out_task
 from flowkernel.states import FINAL_STATES, TRANSITIONS, States
 from flowkernel.streams import resolve_streams
 from flowkernel.task import TaskRecord
@@ -227,8 +227,10 @@ class DataFlowKernel:
         self._closing = False
         self.time_began = time.time()
         self.time_completed: float | None = None
-        limit = self._config.max_pending_tasks
-        self._room = threading.BoundedSemaphore(limit) if limit is not None else None
+        # Backpressure: unfinished tasks, counted when Config.max_pending_tasks is set.
+        self._limit = self._config.max_pending_tasks
+        self._room = threading.Condition() if self._limit is not None else None
+        self._unfinished_tasks = 0
         self._timer = _Timer()
 
         self.executors: dict[str, Executor] = {}
@@ -327,10 +329,8 @@ class DataFlowKernel:
         if self.cleanup_called:
             raise NoDataFlowKernelError("Cannot submit to a DFK that has been cleaned up")
         candidates = self._candidates(executors)
-        if self._room is not None and not getattr(_local, "internal", False):
-            # Join bodies and staging run on the kernel's own threads and are
-            # exempt: blocking them could wait on themselves.
-            self._room.acquire()
+        if self._room is not None:
+            self._wait_for_room()
         kwargs = app_kwargs if app_kwargs is not None else {}
         with self._lock:
             task_id = next(self._ids)
@@ -388,6 +388,16 @@ class DataFlowKernel:
         if self._transition(task, States.pending):
             self._wait_then(task, inputs, self._launch)
         return future
+
+    def _wait_for_room(self) -> None:
+        assert self._room is not None and self._limit is not None
+        # Join bodies and staging run on the kernel's own threads and are
+        # exempt: blocking them could wait on themselves.
+        exempt = getattr(_local, "internal", False)
+        with self._room:
+            while not exempt and self._unfinished_tasks >= self._limit:
+                self._room.wait()
+            self._unfinished_tasks += 1
 
     def cancel(self, future: AppFuture[Any]) -> bool:
         """Cancel a task that has not started; its dependents fail with ``DependencyError``.
@@ -556,7 +566,8 @@ class DataFlowKernel:
         try:
             step(task, arg)
         except BaseException as exc:  # a kernel bug must not strand the task
-            logger.exception("kernel error in %s for task %s", step.__name__, task.id)
+            name = getattr(step, "__name__", repr(step))
+            logger.exception("kernel error in %s for task %s", name, task.id)
             if task.status not in FINAL_STATES:
                 task.kernel._fail(task, exc)
 
@@ -735,6 +746,30 @@ class DataFlowKernel:
             self._failed_try(task, exc)
         elif task.join:
             self._start_join(task, result)
+        elif task.stage_outs:
+            self._stage_out(task, result)
+        else:
+            self._succeed(task, result)
+
+    def _stage_out(self, task: TaskRecord, result: Any) -> None:
+        """Ship the task's outputs, then let it succeed with ``result``."""
+        pool = self._own[STAGING_EXECUTOR]
+        shipped = [pool.submit(stage_out_task, {}, mover, file) for mover, file in task.stage_outs]
+        task.stage_outs = []
+        task.joins = shipped
+        self._wait_then(task, shipped, partial(self._staged_out, result=result))
+
+    def _staged_out(self, task: TaskRecord, _arg: Any, result: Any) -> None:
+        if task.status is not States.launched:
+            return  # ended meanwhile (cleanup)
+        failed = [exc for f in task.joins or [] if (exc := _exception_of(f)) is not None]
+        task.joins = None
+        if failed:
+            error = StagingError(
+                f"task {task.id} ({task.func_name}): stage-out failed: {failed[0]}"
+            )
+            error.__cause__ = failed[0]
+            self._fail(task, error)
         else:
             self._succeed(task, result)
 
@@ -889,7 +924,9 @@ class DataFlowKernel:
             if self._config.garbage_collect:
                 self.tasks.pop(task.id, None)
         if self._room is not None:
-            self._room.release()
+            with self._room:
+                self._unfinished_tasks -= 1
+                self._room.notify()
 
     # ------------------------------------------------------------------
     # Small helpers

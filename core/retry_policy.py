@@ -14,10 +14,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from typeguard import typechecked
 
-
-@typechecked
 @dataclass(frozen=True)
 class RetryPolicy:
     """Retry up to ``count`` times, for failures of the ``retry_on`` types, with backoff.
@@ -36,6 +33,26 @@ class RetryPolicy:
     retry_on: Sequence[type[BaseException]] = field(default=(Exception,))
 
     def __post_init__(self) -> None:
+        from flowkernel.errors import ConfigurationError
+
+        for name in ("delay", "backoff", "max_delay", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(
+                    f"RetryPolicy.{name} must be a number, got {type(value).__name__} {value!r}"
+                )
+        if self.count is not None and (
+            isinstance(self.count, bool) or not isinstance(self.count, int)
+        ):
+            raise ConfigurationError(
+                f"RetryPolicy.count must be an int or None, got {type(self.count).__name__}"
+            )
+        retry_on = (self.retry_on,) if isinstance(self.retry_on, type) else tuple(self.retry_on)
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
+            raise ConfigurationError(
+                f"RetryPolicy.retry_on must list exception types, got {self.retry_on!r}"
+            )
+        object.__setattr__(self, "retry_on", retry_on)
         checks = {
             "count": self.count is None or self.count >= 0,
             "delay": self.delay >= 0,
@@ -45,13 +62,10 @@ class RetryPolicy:
         }
         for name, ok in checks.items():
             if not ok:
-                from flowkernel.errors import ConfigurationError
-
                 raise ConfigurationError(
                     f"RetryPolicy.{name} is out of range: {getattr(self, name)!r} "
                     "(count, delay, max_delay >= 0; backoff >= 1; 0 <= jitter <= 1)"
                 )
-        object.__setattr__(self, "retry_on", tuple(self.retry_on))
 
     def retries(self, exception: BaseException) -> bool:
         """Whether a failure with this exception may be retried at all."""

@@ -14,16 +14,16 @@ the ``flowkernel_staging_providers`` hook, in hook order; the first whose
   original.
 
 Each entry of ``outputs=[...]`` becomes a :class:`~flowkernel.futures.DataFuture`
-in ``AppFuture.outputs``; a provider that can stage it out does so after the
-app succeeds (a separate task, whose completion the data future then waits
-for) or inside the task.  A task submitted with ``_parsl_staging_inhibit=True``
+in ``AppFuture.outputs``; a provider that can stage it out does so inside the
+task, or after the app succeeds on the staging executor — and in both cases
+before the app's future completes, so whoever sees the result finds the file
+shipped.  A task submitted with ``_parsl_staging_inhibit=True``
 is left alone, as in Parsl.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.errors import HookError, StagingError
@@ -78,8 +78,8 @@ def stage_in_task(mover: Callable[[File], Any], file: File) -> File:
     return file
 
 
-def stage_out_task(mover: Callable[[File], Any], file: File, _app_result: Any) -> File:
-    """The body of a stage-out task; ``_app_result`` makes it wait for the app."""
+def stage_out_task(mover: Callable[[File], Any], file: File) -> File:
+    """The body of a stage-out step, run after the app succeeded."""
     mover(file)
     return file
 
@@ -167,7 +167,6 @@ class Stager:
         futures = []
         for file in outputs:
             found = self._provider(file, "out") if file.scheme != "file" else None
-            parent: Future[Any] = app_fu
             if found is not None:
                 plugin, provider = found
                 wrapped = self._call(plugin, provider, "wrap_stage_out", file, task.runner)
@@ -175,11 +174,13 @@ class Stager:
                     task.runner = wrapped
                 mover = self._call(plugin, provider, "stage_out", file)
                 if mover is not None:
-                    parent = self._submit(stage_out_task, (mover, file.cleancopy(), app_fu))
+                    # Run by the kernel after the app succeeds, before its future
+                    # completes: whoever sees the result finds the file shipped.
+                    task.stage_outs.append((mover, file))
             elif file.scheme != "file":
                 raise StagingError(
                     f"task {task.id} ({task.func_name}): no staging provider can stage out "
                     f"{file.url!r} (scheme {file.scheme!r})"
                 )
-            futures.append(DataFuture(parent, file, tid=app_fu.tid))
+            futures.append(DataFuture(app_fu, file, tid=app_fu.tid))
         return futures

@@ -6,7 +6,9 @@ other keys of Parsl's dict-shaped task record, so retry handlers and monitoring
 code written for Parsl keep working.
 
 Threads: fields are written by the thread that submitted the task until it is
-pending, and after that only by the kernel's dispatch thread.
+pending, and after that by one thread at a time: whichever carries the task's
+current step (see the kernel's module docstring); ``status`` only under the
+kernel's lock.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class TaskRecord:
         "retries",
         "retry_policy",
         "runner",
+        "stage_outs",
         "status",
         "time_invoked",
         "time_returned",
@@ -110,6 +113,8 @@ class TaskRecord:
         self.priority: float = 0
         self.retries: int | None = None  # this task's budget, when not the config's
         self.retry_policy: RetryPolicy | None = None
+        # (mover, file) pairs to run after the app succeeds, before it completes.
+        self.stage_outs: list[tuple[Callable[..., Any], Any]] = []
         self.time_invoked = time.time()
         self.time_returned: float | None = None
         self.try_time_launched: float | None = None
