@@ -69,7 +69,8 @@ def flowkernel_select_executor(task: TaskRecord, candidates: Sequence[str]) -> s
     """Choose the executor a task runs on.
 
     Called when the task's inputs are ready and it is about to launch, and again
-    before each retry, so a retry may land on another executor.
+    before each retry, so a retry may land on another executor.  Not called
+    when the app allows a single executor: there is nothing to choose.
 
     :param task: the task record (its ``func_name``, ``fail_count``, ``kwargs``...).
     :param candidates: the labels the app allows (``executors=``), in config order;

@@ -107,6 +107,13 @@ def _exception_of(future: Future[Any]) -> BaseException | None:
     return future.exception()
 
 
+def _step_failed(step: _Step, task: TaskRecord, exc: BaseException) -> None:
+    name = getattr(step, "__name__", repr(step))
+    logger.exception("kernel error in %s for task %s", name, task.id)
+    if task.status not in FINAL_STATES:
+        task.kernel._fail(task, exc)
+
+
 class _PoolExecutor(Executor):
     """One of the kernel's own thread pools, seen through the executor interface."""
 
@@ -332,9 +339,7 @@ class DataFlowKernel:
         if self._room is not None:
             self._wait_for_room()
         kwargs = app_kwargs if app_kwargs is not None else {}
-        with self._lock:
-            task_id = next(self._ids)
-            self.task_count += 1
+        task_id = next(self._ids)  # atomic: count.__next__ is one C call
         task = TaskRecord(
             task_id=task_id,
             kernel=self,
@@ -355,6 +360,7 @@ class DataFlowKernel:
         task.app_fu = future
         with self._lock:
             self.tasks[task_id] = task
+            self.task_count += 1
             self.task_state_counts[States.unsched] += 1
 
         if "stdout" in kwargs or "stderr" in kwargs:
@@ -383,10 +389,11 @@ class DataFlowKernel:
             self._fail(task, error)
             return future
         task.depends = inputs
-        if inputs:
-            logger.debug("task %d (%s) waits on %d input(s)", task_id, task.func_name, len(inputs))
         if self._transition(task, States.pending):
-            self._wait_then(task, inputs, self._launch)
+            if inputs:
+                self._wait_then(task, inputs, self._launch)
+            else:
+                self._do(self._launch, task, None)
         return future
 
     def _wait_for_room(self) -> None:
@@ -548,28 +555,27 @@ class DataFlowKernel:
 
     def _do(self, step: _Step, task: TaskRecord, arg: Any) -> None:
         """Run a kernel step now, or after the one this thread is already running."""
-        pending: collections.deque[tuple[_Step, TaskRecord, Any]] | None = getattr(
-            _local, "pending", None
+        local = _local
+        queue: collections.deque[tuple[_Step, TaskRecord, Any]] | None = getattr(
+            local, "queue", None
         )
-        if pending is not None:
-            pending.append((step, task, arg))
+        if queue is None:
+            queue = local.queue = collections.deque()
+        elif local.busy:
+            queue.append((step, task, arg))
             return
-        _local.pending = pending = collections.deque()
+        local.busy = True
         try:
-            self._guarded(step, task, arg)
-            while pending:
-                self._guarded(*pending.popleft())
+            while True:
+                try:
+                    step(task, arg)
+                except BaseException as exc:  # a kernel bug must not strand the task
+                    _step_failed(step, task, exc)
+                if not queue:
+                    break
+                step, task, arg = queue.popleft()
         finally:
-            _local.pending = None
-
-    def _guarded(self, step: _Step, task: TaskRecord, arg: Any) -> None:
-        try:
-            step(task, arg)
-        except BaseException as exc:  # a kernel bug must not strand the task
-            name = getattr(step, "__name__", repr(step))
-            logger.exception("kernel error in %s for task %s", name, task.id)
-            if task.status not in FINAL_STATES:
-                task.kernel._fail(task, exc)
+            local.busy = False
 
     # ------------------------------------------------------------------
     # Launching
@@ -686,9 +692,10 @@ class DataFlowKernel:
     def _submit(self, task: TaskRecord) -> None:
         """Choose an executor and hand the task to it."""
         candidates = task.candidates
-        own = self._own.get(candidates[0]) if len(candidates) == 1 else None
-        if own is not None:
-            executor = own
+        if len(candidates) == 1:
+            # One candidate: the answer is forced, so no plugin is asked.
+            label = candidates[0]
+            executor = self._own.get(label) or self.executors[label]
         else:
             try:
                 label = self.plugins.select_executor(task, candidates)
@@ -716,8 +723,6 @@ class DataFlowKernel:
         except Exception as exc:
             logger.info("task %d: executor %r refused it: %r", task.id, task.executor, exc)
             self._failed_try(task, exc)
-            return
-        logger.debug("task %d try %d launched on %s", task.id, task.try_id, task.executor)
 
     # ------------------------------------------------------------------
     # Results
@@ -890,6 +895,14 @@ class DataFlowKernel:
                 self.task_state_counts[old] -= 1
                 self.task_state_counts[new] += 1
                 task.status = new
+                if new in FINAL_STATES:
+                    # Ended: forget the record and any claim on the memo key
+                    # (an identical task waiting on it then runs itself).
+                    if self._config.garbage_collect:
+                        self.tasks.pop(task.id, None)
+                    key = task.hashsum
+                    if key is not None and self._memo_running.get(key) is task.app_fu:
+                        del self._memo_running[key]
         if not allowed:
             # Losing a race to a cancel or the cleanup sweep is normal; anything
             # else is a bug worth seeing.
@@ -901,9 +914,11 @@ class DataFlowKernel:
         return True
 
     def _succeed(self, task: TaskRecord, result: Any, state: States = States.exec_done) -> None:
+        if task.hashsum is not None and state is States.exec_done:
+            # Before the transition releases the task's claim on its key, so an
+            # identical task arriving in between finds the result.
+            self._memo_done(task, result)
         if self._transition(task, state):
-            if task.hashsum is not None and state is States.exec_done:
-                self._memo_done(task, result)
             self._ended(task)
             assert task.app_fu is not None
             task.app_fu.set_result(result)
@@ -917,12 +932,6 @@ class DataFlowKernel:
     def _ended(self, task: TaskRecord) -> None:
         """Bookkeeping once a task reached a final state, before its future completes."""
         task.time_returned = time.time()
-        key = task.hashsum
-        with self._lock:
-            if key is not None and self._memo_running.get(key) is task.app_fu:
-                del self._memo_running[key]  # an identical task waiting on it runs itself
-            if self._config.garbage_collect:
-                self.tasks.pop(task.id, None)
         if self._room is not None:
             with self._room:
                 self._unfinished_tasks -= 1

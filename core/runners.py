@@ -62,9 +62,14 @@ _KILL_GRACE = 2.0
 
 def needs_runner(kwargs: dict[str, Any]) -> bool:
     """True when a python app call needs :func:`run_python_app`: runtime keywords or outputs."""
-    return bool(kwargs.get("outputs")) or any(
-        kwargs.get(name) is not None for name in RUNTIME_KWARGS
-    )
+    if not kwargs:
+        return False
+    if kwargs.get("outputs"):
+        return True
+    for name in RUNTIME_KWARGS:
+        if kwargs.get(name) is not None:
+            return True
+    return False
 
 
 # -- Which keywords the body receives ------------------------------------------

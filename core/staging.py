@@ -86,14 +86,22 @@ def stage_out_task(mover: Callable[[File], Any], file: File) -> File:
 
 def has_files(task: TaskRecord) -> bool:
     """Whether a task has anything for the stager to look at (cheap: no provider is asked)."""
+    # Plain loops: this runs for every task, and generator expressions cost more.
+    for arg in task.args:
+        if isinstance(arg, File):
+            return True
     kwargs = task.kwargs
+    if not kwargs:
+        return False
     if kwargs.get("outputs"):
         return True
-    if any(isinstance(arg, File) for arg in task.args):
-        return True
-    if any(isinstance(value, File) for value in kwargs.values()):
-        return True
-    return any(isinstance(item, File) for item in kwargs.get("inputs") or ())
+    for value in kwargs.values():
+        if isinstance(value, File):
+            return True
+    for item in kwargs.get("inputs") or ():
+        if isinstance(item, File):
+            return True
+    return False
 
 
 class Stager:
