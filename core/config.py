@@ -63,6 +63,8 @@ class Config:
     :param checkpoint_files: checkpoint folders of earlier runs whose results are
         reused (see :func:`flowkernel.get_all_checkpoints`).
     :param checkpoint_period: ``"HH:MM:SS"`` between writes in ``"periodic"`` mode.
+    :param trust_shared_checkpoints: load checkpoints that other users can write
+        (refused by default: loading a pickle runs code).
     :param retry_policy: a :class:`~flowkernel.RetryPolicy` for every app that has
         none of its own: budget, which exceptions are retried, waits between tries.
     :param max_pending_tasks: submitting blocks while this many tasks are
@@ -95,6 +97,7 @@ class Config:
         checkpoint_mode: CheckpointMode | None = None,
         checkpoint_files: Sequence[str | os.PathLike[str]] | None = None,
         checkpoint_period: str | None = None,
+        trust_shared_checkpoints: bool = False,
         progress: bool | None = None,
         retry_policy: RetryPolicy | None = None,
         max_pending_tasks: int | None = None,
@@ -156,6 +159,7 @@ class Config:
             [os.fspath(f) for f in checkpoint_files] if checkpoint_files is not None else None
         )
         self.checkpoint_period = checkpoint_period
+        self.trust_shared_checkpoints = trust_shared_checkpoints
         self.progress = progress
         self.retry_policy = retry_policy
         self.max_pending_tasks = max_pending_tasks

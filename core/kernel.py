@@ -223,7 +223,11 @@ class DataFlowKernel:
         logger.info("kernel %s starting in %s", self.run_id, self.run_dir)
         self._checkpointer: Checkpointer | None = None
         if self._config.checkpoint_mode is not None or self._config.checkpoint_files:
-            self._checkpointer = self._start_checkpoints()
+            try:
+                self._checkpointer = self._start_checkpoints()
+            except BaseException:
+                self._remove_log_handler()
+                raise
 
         self._lock = threading.Lock()
         self._ids = itertools.count()

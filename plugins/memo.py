@@ -19,6 +19,7 @@ from typing import Any
 
 from flowkernel.files import File
 from flowkernel.markers import hookimpl
+from flowkernel.streams import AUTO_LOGNAME
 from flowkernel.task import TaskRecord
 
 _SCALARS = (type(None), bool, int, float, complex)
@@ -77,6 +78,8 @@ def flowkernel_id_for_memo(value: object, identify: Callable[[object], bytes]) -
         return _frame(type(value).__name__.encode(), *sorted(identify(item) for item in value))
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
         return function_identity(value, identify)
+    if value is AUTO_LOGNAME:  # appears among app defaults: stdout=AUTO_LOGNAME
+        return b"AUTO_LOGNAME"
     if isinstance(value, File):
         return _frame(b"File", value.url.encode("utf-8", "surrogatepass"))
     if isinstance(value, os.PathLike):

@@ -6,7 +6,9 @@ named in ``checkpoint_files`` too.  Each write is one ``os.write`` of whole
 records to a file opened for appending, so a process killed at any moment
 leaves every earlier record intact and at worst a torn last one, which loading
 skips with a warning.  The folder is created ``0700`` and the file ``0600``:
-a checkpoint is code to the unpickler, so only its owner may write it.
+a checkpoint is code to the unpickler, so only its owner may write it, and a
+checkpoint that others could have written is refused unless
+``Config(trust_shared_checkpoints=True)``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from flowkernel.checkpoints import CHECKPOINT_DIR, Record
 from flowkernel.config import Config
+from flowkernel.errors import ConfigurationError
 from flowkernel.markers import hookimpl
 
 logger = logging.getLogger(__name__)
@@ -29,9 +32,10 @@ FILE_NAME = "tasks.pkl"
 class PickleCheckpointStore:
     """Appends records to one pickle file per run; reads any number of them."""
 
-    def __init__(self, run_dir: str) -> None:
+    def __init__(self, run_dir: str, trust_shared: bool = False) -> None:
         self.folder = os.path.join(run_dir, CHECKPOINT_DIR)
         self.path = os.path.join(self.folder, FILE_NAME)
+        self.trust_shared = trust_shared
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -72,6 +76,8 @@ class PickleCheckpointStore:
         results: dict[str, Any] = {}
         for source in sources:
             path = source if os.path.isfile(source) else os.path.join(source, FILE_NAME)
+            if not self.trust_shared:
+                _refuse_if_shared(path)
             results.update(_read(path))
         return results
 
@@ -79,6 +85,22 @@ class PickleCheckpointStore:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _refuse_if_shared(path: str) -> None:
+    """Refuse a checkpoint that someone else could have written: unpickling runs code."""
+    for target in (os.path.dirname(os.path.abspath(path)), path):
+        try:
+            info = os.stat(target)
+        except FileNotFoundError:
+            return  # nothing to load; _read reports it
+        if info.st_mode & 0o022 or info.st_uid != os.getuid():
+            raise ConfigurationError(
+                f"refusing to load checkpoint {path}: {target} is writable by other users or "
+                f"owned by someone else (mode {oct(info.st_mode & 0o777)}), and loading a "
+                "pickle runs code; fix its permissions (chmod go-w), or set "
+                "Config(trust_shared_checkpoints=True) if you trust everyone who can write it"
+            )
 
 
 def _read(path: str) -> dict[str, Any]:
@@ -126,4 +148,4 @@ def _warn_torn(
 
 @hookimpl(trylast=True)
 def flowkernel_checkpoint_store(config: Config, run_dir: str) -> PickleCheckpointStore:
-    return PickleCheckpointStore(run_dir)
+    return PickleCheckpointStore(run_dir, trust_shared=config.trust_shared_checkpoints)
