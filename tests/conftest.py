@@ -10,6 +10,8 @@ import pytest
 import flowkernel
 from flowkernel.loader import DataFlowKernelLoader
 
+pytest_plugins = ["pytester"]
+
 _PLUGIN_ENV = (
     "FLOWKERNEL_PLUGINS",
     "FLOWKERNEL_DISABLE_PLUGINS",
