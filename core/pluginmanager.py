@@ -214,7 +214,9 @@ class Plugins:
         for plugin, function, argnames in self._impls[hook_name]:
             try:
                 result = function(*[kwargs[a] for a in argnames])
-            except AbortTask:
+            except (AbortTask, HookError):
+                # A HookError here came from a hook this one called (the memo
+                # key asks for ids), and already names the plugin at fault.
                 raise
             except Exception as exc:
                 raise HookError(hook_name, plugin, f"raised {type(exc).__name__}: {exc}") from exc
