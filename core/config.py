@@ -9,6 +9,7 @@ field.  ``Config.from_toml`` reads the same fields from a file.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -17,10 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from typeguard import CollectionCheckStrategy, typechecked
+from typeguard import CollectionCheckStrategy, TypeCheckError, typechecked
 
 from flowkernel.checkpoints import parse_period
-from flowkernel.errors import ConfigurationError
+from flowkernel.errors import ConfigurationError, ConfigurationTypeError
 from flowkernel.executors import Executor
 from flowkernel.retry_policy import RetryPolicy
 
@@ -31,6 +32,19 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 ExitMode = Literal["cleanup", "skip", "wait"]
 CheckpointMode = Literal["task_exit", "periodic", "dfk_exit", "manual"]
+
+
+def _field_errors(init: Callable[..., None]) -> Callable[..., None]:
+    """Turn typeguard's report into a ConfigurationTypeError (a TypeError) naming the field."""
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except TypeCheckError as exc:
+            raise ConfigurationTypeError(f"Config: {exc}") from None
+
+    return checked
 
 
 class Config:
@@ -78,6 +92,7 @@ class Config:
         reporting, which flowkernel does not do.
     """
 
+    @_field_errors
     @typechecked(collection_check_strategy=CollectionCheckStrategy.ALL_ITEMS)
     def __init__(
         self,

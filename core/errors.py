@@ -201,3 +201,7 @@ class MemoKeyError(FlowkernelError, TypeError):
 
 class StagingError(FlowkernelError):
     """A file could not be staged in or out (no provider for its scheme, or the transfer failed)."""
+
+
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """A configuration field was given a value of the wrong type; the message names the field."""
