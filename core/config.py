@@ -83,6 +83,10 @@ class Config:
         none of its own: budget, which exceptions are retried, waits between tries.
     :param max_pending_tasks: submitting blocks while this many tasks are
         unfinished, so a loop that submits millions runs in bounded memory.
+    :param tune_gc: while the kernel runs, make the garbage collector's older
+        generations run less often (only if its thresholds are CPython's
+        defaults; restored at cleanup): many pending tasks otherwise make every
+        full collection slow.
     :param progress: show a live progress display in a terminal (None: only when
         ``FLOWKERNEL_PROGRESS=1``); needs the ``progress`` extra.
     :param monitoring: record the workflow and every task transition in a SQLite
@@ -116,6 +120,7 @@ class Config:
         progress: bool | None = None,
         retry_policy: RetryPolicy | None = None,
         max_pending_tasks: int | None = None,
+        tune_gc: bool = True,
         monitoring: bool | str | os.PathLike[str] = False,
         strategy: str | None = "simple",
         strategy_period: float | int = 5,
@@ -178,6 +183,7 @@ class Config:
         self.progress = progress
         self.retry_policy = retry_policy
         self.max_pending_tasks = max_pending_tasks
+        self.tune_gc = tune_gc
         self.monitoring: bool | str = (
             os.fspath(monitoring) if isinstance(monitoring, os.PathLike) else monitoring
         )

@@ -26,6 +26,10 @@ class States(enum.IntEnum):
     joining = 10
     running_ended = 11  # kept for Parsl compatibility; the kernel does not enter it
 
+    # Enum's own __hash__ is a Python function; the kernel looks states up in
+    # dicts several times per task, so use int's (equal values hash equal anyway).
+    __hash__ = int.__hash__
+
 
 FINAL_STATES: frozenset[States] = frozenset(
     {States.exec_done, States.memo_done, States.failed, States.dep_fail}
