@@ -1,1 +1,0 @@
-"""A plugin package whose plugin module is broken."""
