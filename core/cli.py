@@ -1,4 +1,4 @@
-"""The ``flowkernel`` command: ``demo``, ``plugins``, ``checkpoints``, ``--version``.
+"""The ``flowkernel`` command: ``demo``, ``plugins``, ``hooks``, ``checkpoints``, ``--version``.
 
 Exit codes: 0 success, 1 the command ran and failed, 2 bad usage.  This is the
 only module of flowkernel that prints.
@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list registered plugins and their hooks")
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.add_argument("--hook", default=None, help="only plugins implementing this hook")
+
+    hooks = commands.add_parser("hooks", help="describe the hook specs plugins implement")
+    hooks.add_argument("--markdown", action="store_true", help="print the reference page")
 
     checkpoints = commands.add_parser(
         "checkpoints", help="list checkpoints under a run directory and what each holds"
@@ -79,6 +82,54 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def hook_reference() -> str:
+    """The hook reference page (``docs/hooks.md``), generated from the specs' docstrings."""
+    import inspect
+
+    from flowkernel import hookspecs
+
+    lines = [
+        "# Hook reference",
+        "",
+        "Generated from `flowkernel/hookspecs.py` by `flowkernel hooks --markdown`; do not edit.",
+        "",
+        inspect.cleandoc(hookspecs.__doc__ or ""),
+        "",
+        "| hook | first result wins |",
+        "|---|---|",
+    ]
+    for name in hookspecs.HOOK_NAMES:
+        first = _first_result(name)
+        lines.append(f"| [`{name}`](#{name}) | {'yes' if first else 'no (every plugin)'} |")
+    for name in hookspecs.HOOK_NAMES:
+        spec = getattr(hookspecs, name)
+        signature = str(inspect.signature(spec)).replace("'", "")
+        lines += ["", f"## {name}", "", "```py", f"def {name}{signature}: ...", "```", ""]
+        lines.append(inspect.cleandoc(spec.__doc__ or ""))
+    return "\n".join(lines) + "\n"
+
+
+def _first_result(name: str) -> bool:
+    from flowkernel import hookspecs
+    from flowkernel.markers import PROJECT_NAME
+
+    opts = getattr(getattr(hookspecs, name), f"{PROJECT_NAME}_spec", {})
+    return bool(opts.get("firstresult"))
+
+
+def _cmd_hooks(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(hook_reference(), end="")
+        return 0
+    from flowkernel import hookspecs
+
+    for name in hookspecs.HOOK_NAMES:
+        doc = (getattr(hookspecs, name).__doc__ or "").strip().splitlines()[0]
+        tag = "first result wins" if _first_result(name) else "every plugin"
+        print(f"{name}  ({tag})\n    {doc}")
+    return 0
+
+
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
     import os
 
@@ -119,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "checkpoints":
             return _cmd_checkpoints(args)
+        if args.command == "hooks":
+            return _cmd_hooks(args)
         return _cmd_plugins(args)
     except FlowkernelError as exc:
         print(f"flowkernel: {exc}", file=sys.stderr)

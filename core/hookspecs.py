@@ -268,6 +268,9 @@ def flowkernel_task_state_changed(task: TaskRecord, old: States, new: States) ->
 def flowkernel_kernel_started(kernel: DataFlowKernel) -> None:
     """Observe a kernel that has started: executors are running, tasks may come.
 
+    Called once per kernel, at the end of its construction (``flowkernel.load``),
+    on the thread that built it.
+
     :param kernel: the kernel (``kernel.run_dir``, ``kernel.executors``,
         ``kernel.config``).
 
@@ -280,6 +283,10 @@ def flowkernel_kernel_started(kernel: DataFlowKernel) -> None:
 @hookspec
 def flowkernel_kernel_stopping(kernel: DataFlowKernel) -> None:
     """Observe a kernel at the start of its cleanup, before executors shut down.
+
+    Called once per kernel, when ``cleanup()`` begins (also on leaving
+    ``with kernel:``), on the thread that called it; tasks may still finish
+    after it.
 
     :param kernel: the kernel.
 
