@@ -9,6 +9,7 @@ at the kernel sees the task's final state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -27,7 +28,7 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
     def __init__(self, task_record: TaskRecord) -> None:
         super().__init__()
         self.task_record = task_record
-        self._outputs: list[DataFuture] = []
+        self._outputs: Sequence[DataFuture] = ()
 
     @property
     def tid(self) -> int:
@@ -41,7 +42,7 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
     @property
     def outputs(self) -> list[DataFuture]:
         """One :class:`DataFuture` per entry of the task's ``outputs=[...]``, in order."""
-        return self._outputs
+        return list(self._outputs)
 
     @property
     def stdout(self) -> str | None:

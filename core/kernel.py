@@ -390,7 +390,7 @@ class DataFlowKernel:
             kwargs=kwargs,
             candidates=candidates,
             memoize=cache,
-            ignore_for_cache=list(ignore_for_cache or ()),
+            ignore_for_cache=ignore_for_cache or (),
             join=join,
             resource_specification=kwargs.get("parsl_resource_specification") or {},
         )
@@ -564,17 +564,19 @@ class DataFlowKernel:
             raise UnknownExecutorError(unknown or ["(none given)"], self._labels)
         return labels
 
-    def _gather(self, task: TaskRecord) -> list[Future[Any]]:
+    def _gather(self, task: TaskRecord) -> Sequence[Future[Any]]:
         gather = self._resolver.traverse_to_gather
         found: list[Future[Any]] = []
         for arg in task.args:
             found.extend(gather(arg))
+        if not task.kwargs:
+            return found or ()
         for key, value in task.kwargs.items():
             if key != "inputs":
                 found.extend(gather(value))
         for item in task.kwargs.get("inputs") or ():
             found.extend(gather(item))
-        return found
+        return found or ()
 
     def _wait_then(self, task: TaskRecord, futures: Iterable[Future[Any]], then: _Step) -> None:
         """Run ``then(task)`` once every future in ``futures`` is done.
@@ -663,7 +665,7 @@ class DataFlowKernel:
                 error.__cause__ = exc
                 self._fail(task, error)
                 return
-            task.depends = []
+            task.depends = ()
         if task.memoize and self._memo_enabled and task.from_memo is None:
             if self._memoized(task):
                 return
@@ -812,15 +814,15 @@ class DataFlowKernel:
         """Ship the task's outputs, then let it succeed with ``result``."""
         pool = self._own[STAGING_EXECUTOR]
         shipped = [pool.submit(stage_out_task, {}, mover, file) for mover, file in task.stage_outs]
-        task.stage_outs = []
-        task.joins = shipped
-        self._wait_then(task, shipped, partial(self._staged_out, result=result))
+        task.stage_outs = ()
+        self._wait_then(task, shipped, partial(self._staged_out, shipped=shipped, result=result))
 
-    def _staged_out(self, task: TaskRecord, _arg: Any, result: Any) -> None:
+    def _staged_out(
+        self, task: TaskRecord, _arg: Any, shipped: list[Future[Any]], result: Any
+    ) -> None:
         if task.status is not States.launched:
             return  # ended meanwhile (cleanup)
-        failed = [exc for f in task.joins or [] if (exc := _exception_of(f)) is not None]
-        task.joins = None
+        failed = [exc for f in shipped if (exc := _exception_of(f)) is not None]
         if failed:
             error = StagingError(
                 f"task {task.id} ({task.func_name}): stage-out failed: {failed[0]}"

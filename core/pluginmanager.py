@@ -180,6 +180,13 @@ class Plugins:
                 for impl in reversed(caller.get_hookimpls())
             ]
         self._executor_kinds: dict[str, tuple[str, Callable[..., Executor]]] | None = None
+        full = ("task", "old", "new")
+        state_impls = self._impls["flowkernel_task_state_changed"]
+        self._state_fast: list[tuple[str, Callable[..., Any]]] | None = (
+            [(plugin, function) for plugin, function, _ in state_impls]
+            if not self.trace and all(names == full for _, _, names in state_impls)
+            else None
+        )
         self._lock = threading.Lock()
         self.observer_errors = 0
         """How many times an observer hook raised (logged each time)."""
@@ -420,7 +427,20 @@ class Plugins:
         return found
 
     def task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        self.notify("flowkernel_task_state_changed", task=task, old=old, new=new)
+        # Called several times per task: the common case (every argument, in
+        # the spec's order, no tracing) skips building keyword dicts.
+        if self._state_fast is None:
+            self.notify("flowkernel_task_state_changed", task=task, old=old, new=new)
+            return
+        for plugin, function in self._state_fast:
+            try:
+                function(task, old, new)
+            except Exception:
+                with self._lock:
+                    self.observer_errors += 1
+                logger.exception(
+                    "hook flowkernel_task_state_changed in plugin %r raised; ignored", plugin
+                )
 
     def kernel_started(self, kernel: DataFlowKernel) -> None:
         self.notify("flowkernel_kernel_started", kernel=kernel)

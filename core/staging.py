@@ -184,7 +184,7 @@ class Stager:
                 if mover is not None:
                     # Run by the kernel after the app succeeds, before its future
                     # completes: whoever sees the result finds the file shipped.
-                    task.stage_outs.append((mover, file))
+                    task.stage_outs = [*task.stage_outs, (mover, file)]
             elif file.scheme != "file":
                 raise StagingError(
                     f"task {task.id} ({task.func_name}): no staging provider can stage out "

@@ -107,7 +107,7 @@ def resolve_streams(
             continue
         if spec is AUTO_LOGNAME:
             if name not in task.ignore_for_cache:
-                task.ignore_for_cache.append(name)
+                task.ignore_for_cache = [*task.ignore_for_cache, name]
             if std_autopath is None:
                 spec = auto_log_path(task, name, run_dir)
             else:

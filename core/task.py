@@ -14,7 +14,7 @@ kernel's lock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +80,7 @@ class TaskRecord:
         kwargs: dict[str, Any],
         candidates: tuple[str, ...],
         memoize: bool,
-        ignore_for_cache: list[str],
+        ignore_for_cache: Sequence[str],
         join: bool,
         resource_specification: dict[str, Any],
     ) -> None:
@@ -101,7 +101,9 @@ class TaskRecord:
         self.joins: Future[Any] | list[Future[Any]] | None = None
         self.resource_specification = resource_specification
         self.status = States.unsched
-        self.depends: list[Future[Any]] = []
+        # Empty tuples stand for "none" below: a task carries no list it does
+        # not need, which is most of them (memory per pending task counts).
+        self.depends: Sequence[Future[Any]] = ()
         self.app_fu: AppFuture[Any] | None = None
         self.exec_fu: Any = None  # the executor's handle of the running try
         self.hashsum: str | None = None
@@ -114,7 +116,7 @@ class TaskRecord:
         self.retries: int | None = None  # this task's budget, when not the config's
         self.retry_policy: RetryPolicy | None = None
         # (mover, file) pairs to run after the app succeeds, before it completes.
-        self.stage_outs: list[tuple[Callable[..., Any], Any]] = []
+        self.stage_outs: Sequence[tuple[Callable[..., Any], Any]] = ()
         self.time_invoked = time.time()
         self.time_returned: float | None = None
         self.try_time_launched: float | None = None
