@@ -20,7 +20,7 @@ from _support import WAIT
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-PAGES = sorted(p for p in DOCS.rglob("*.md") if _BLOCK.search(p.read_text()))
+PAGES = sorted(p for p in [*DOCS.rglob("*.md"), ROOT / "README.md"] if _BLOCK.search(p.read_text()))
 _FILE = re.compile(r"^# file: (\S+)\n")
 
 
@@ -43,7 +43,7 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
 def test_every_code_example_in_the_page_runs(page: Path, tmp_path: Path) -> None:
     files, scripts = _examples(page)
     (tmp_path / "pyproject.toml").write_text("")  # the reader's project root

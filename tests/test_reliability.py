@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import stat
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -314,3 +318,64 @@ def test_everything_a_run_writes_stays_inside_its_run_directory(
         assert value(3).result(timeout=WAIT) == 3
     assert list(work.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "runs"]
+
+
+# -- No network unless asked ------------------------------------------------------------------
+
+
+def test_a_workflow_without_remote_files_opens_no_network_connection(tmp_path: Path) -> None:
+    script = tmp_path / "offline.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+
+            connections = []
+
+            def audit(event, args):
+                if event in ("socket.connect", "socket.getaddrinfo", "urllib.Request"):
+                    connections.append((event, args))
+
+            sys.addaudithook(audit)
+
+            import flowkernel
+
+            @flowkernel.python_app(cache=True)
+            def work(x):
+                return x + 1
+
+            @flowkernel.bash_app
+            def shell(outputs=()):
+                return f"echo hi > {outputs[0]}"
+
+            config = flowkernel.Config(run_dir="runinfo", checkpoint_mode="task_exit")
+            with flowkernel.load(config):
+                assert work(1).result(timeout=30) == 2
+                shell(outputs=[flowkernel.File("out.txt")]).result(timeout=30)
+            print(connections)
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=WAIT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        name
+        for name, parameter in inspect.signature(flowkernel.Config).parameters.items()
+        if "object" not in str(parameter.annotation) and "Callable" not in str(parameter.annotation)
+    ],
+)
+def test_every_config_field_given_a_wrong_type_names_the_field(field: str) -> None:
+    class Wrong:
+        pass
+
+    with pytest.raises(flowkernel.ConfigurationTypeError, match=f'"{field}"'):
+        flowkernel.Config(**{field: Wrong()})
