@@ -130,6 +130,15 @@ class JoinApp(AppBase[R]):
     join = True
 
 
+def _decorate(cls: type[AppBase[Any]], function: Callable[..., Any] | None, *options: Any) -> Any:
+    """The app for ``function``, or, without one, a decorator that makes it."""
+
+    def decorate(func: Callable[..., Any]) -> AppBase[Any]:
+        return cls(func, *options)
+
+    return decorate(function) if function is not None else decorate
+
+
 @overload
 def python_app(function: Callable[..., R]) -> PythonApp[R]: ...
 @overload
@@ -169,19 +178,17 @@ def python_app(
         exceptions, waits between tries), instead of the config's.
     """
 
-    def decorate(func: Callable[..., Any]) -> PythonApp[Any]:
-        return PythonApp(
-            func,
-            data_flow_kernel,
-            executors,
-            cache,
-            ignore_for_cache,
-            priority,
-            retries,
-            retry_policy,
-        )
-
-    return decorate(function) if function is not None else decorate
+    return _decorate(
+        PythonApp,
+        function,
+        data_flow_kernel,
+        executors,
+        cache,
+        ignore_for_cache,
+        priority,
+        retries,
+        retry_policy,
+    )
 
 
 @overload
@@ -220,19 +227,17 @@ def bash_app(
     use them to build the command.
     """
 
-    def decorate(func: Callable[..., Any]) -> BashApp:
-        return BashApp(
-            func,
-            data_flow_kernel,
-            executors,
-            cache,
-            ignore_for_cache,
-            priority,
-            retries,
-            retry_policy,
-        )
-
-    return decorate(function) if function is not None else decorate
+    return _decorate(
+        BashApp,
+        function,
+        data_flow_kernel,
+        executors,
+        cache,
+        ignore_for_cache,
+        priority,
+        retries,
+        retry_policy,
+    )
 
 
 @overload
@@ -269,16 +274,14 @@ def join_app(
     runs on the kernel's internal pool unless ``executors`` says otherwise.
     """
 
-    def decorate(func: Callable[..., Any]) -> JoinApp[Any]:
-        return JoinApp(
-            func,
-            data_flow_kernel,
-            executors,
-            cache,
-            ignore_for_cache,
-            priority,
-            retries,
-            retry_policy,
-        )
-
-    return decorate(function) if function is not None else decorate
+    return _decorate(
+        JoinApp,
+        function,
+        data_flow_kernel,
+        executors,
+        cache,
+        ignore_for_cache,
+        priority,
+        retries,
+        retry_policy,
+    )

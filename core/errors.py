@@ -43,13 +43,12 @@ def _describe(exceptions_tids: Sequence[tuple[BaseException, str | None]]) -> st
     return ", ".join(tid if tid is not None else repr(exc) for exc, tid in exceptions_tids)
 
 
-class DependencyError(DataFlowException):
-    """A task did not run because one or more of its inputs failed.
+class _InputsFailed(DataFlowException):
+    """Futures a task needed failed; ``dependent_exceptions_tids`` pairs each
+    exception with a description of its future (``"task 3"``), and the first
+    exception is also the ``__cause__``."""
 
-    ``dependent_exceptions_tids`` pairs each failed input's exception with a
-    description of that input (``"task 3"``); the first exception is also the
-    ``__cause__``.
-    """
+    _kind = "Dependency"
 
     def __init__(
         self, dependent_exceptions_tids: Sequence[tuple[BaseException, str | None]], task_id: int
@@ -61,29 +60,21 @@ class DependencyError(DataFlowException):
             self.__cause__ = self.dependent_exceptions_tids[0][0]
 
     def __str__(self) -> str:
+        what = "dependencies" if self._kind == "Dependency" else "join dependencies"
         return (
-            f"Dependency failure for task {self.task_id} with failed dependencies from "
+            f"{self._kind} failure for task {self.task_id} with failed {what} from "
             f"{_describe(self.dependent_exceptions_tids)}"
         )
 
 
-class JoinError(DataFlowException):
+class DependencyError(_InputsFailed):
+    """A task did not run because one or more of its inputs failed."""
+
+
+class JoinError(_InputsFailed):
     """A join app's inner futures failed; the causes are in ``dependent_exceptions_tids``."""
 
-    def __init__(
-        self, dependent_exceptions_tids: Sequence[tuple[BaseException, str | None]], task_id: int
-    ) -> None:
-        self.dependent_exceptions_tids = list(dependent_exceptions_tids)
-        self.task_id = task_id
-        super().__init__(self.dependent_exceptions_tids, task_id)
-        if self.dependent_exceptions_tids:
-            self.__cause__ = self.dependent_exceptions_tids[0][0]
-
-    def __str__(self) -> str:
-        return (
-            f"Join failure for task {self.task_id} with failed join dependencies from "
-            f"{_describe(self.dependent_exceptions_tids)}"
-        )
+    _kind = "Join"
 
 
 class HookError(FlowkernelError):

@@ -420,14 +420,9 @@ class DataFlowKernel:
         try:
             inputs = self._gather(task)
         except Exception as exc:
-            error = HookError(
-                "flowkernel_dependency_resolver",
-                self._resolver_plugin,
-                f"the resolver raised {type(exc).__name__} while looking for futures in the "
-                f"arguments of task {task_id}: {exc}",
+            self._fail(
+                task, self._resolver_error(exc, "looking for futures in the arguments", task)
             )
-            error.__cause__ = exc
-            self._fail(task, error)
             return future
         task.depends = inputs
         if self._transition(task, States.pending):
@@ -656,14 +651,7 @@ class DataFlowKernel:
             try:
                 self._unwrap(task)
             except Exception as exc:
-                error = HookError(
-                    "flowkernel_dependency_resolver",
-                    self._resolver_plugin,
-                    f"the resolver raised {type(exc).__name__} while replacing the inputs of "
-                    f"task {task.id} with their results: {exc}",
-                )
-                error.__cause__ = exc
-                self._fail(task, error)
+                self._fail(task, self._resolver_error(exc, "replacing the inputs", task))
                 return
             task.depends = ()
         if task.memoize and self._memo_enabled and task.from_memo is None:
@@ -1006,6 +994,15 @@ class DataFlowKernel:
     # ------------------------------------------------------------------
     # Small helpers
     # ------------------------------------------------------------------
+
+    def _resolver_error(self, exc: Exception, doing: str, task: TaskRecord) -> HookError:
+        error = HookError(
+            "flowkernel_dependency_resolver",
+            self._resolver_plugin,
+            f"the resolver raised {type(exc).__name__} while {doing} of task {task.id}: {exc}",
+        )
+        error.__cause__ = exc
+        return error
 
     def _unwrap(self, task: TaskRecord) -> None:
         unwrap = self._resolver.traverse_to_unwrap

@@ -248,19 +248,23 @@ class Plugins:
 
     # -- the hooks, typed --------------------------------------------------
 
+    def _offers(self, hook_name: str) -> list[tuple[str, Any]]:
+        """``(plugin, answer)`` from every implementation of a merged hook that answered."""
+        offers = []
+        for plugin, function, _ in self._impls[hook_name]:
+            try:
+                offered = function()
+            except Exception as exc:
+                raise HookError(hook_name, plugin, f"raised {type(exc).__name__}: {exc}") from exc
+            if offered is not None:
+                offers.append((plugin, offered))
+        return offers
+
     def executor_kinds(self) -> dict[str, tuple[str, Callable[..., Executor]]]:
         """``{kind: (plugin name, factory)}`` merged over all plugins, asked once."""
         if self._executor_kinds is None:
             kinds: dict[str, tuple[str, Callable[..., Executor]]] = {}
-            for plugin, function, _ in self._impls["flowkernel_executor_kinds"]:
-                try:
-                    offered = function()
-                except Exception as exc:
-                    raise HookError(
-                        "flowkernel_executor_kinds", plugin, f"raised {type(exc).__name__}: {exc}"
-                    ) from exc
-                if offered is None:
-                    continue
+            for plugin, offered in self._offers("flowkernel_executor_kinds"):
                 if not isinstance(offered, dict):
                     raise HookError(
                         "flowkernel_executor_kinds",
@@ -398,15 +402,7 @@ class Plugins:
     def staging_providers(self) -> list[tuple[str, Any]]:
         """``(plugin name, provider)`` pairs merged over all plugins, in the order to ask them."""
         found: list[tuple[str, Any]] = []
-        for plugin, function, _ in self._impls["flowkernel_staging_providers"]:
-            try:
-                offered = function()
-            except Exception as exc:
-                raise HookError(
-                    "flowkernel_staging_providers", plugin, f"raised {type(exc).__name__}: {exc}"
-                ) from exc
-            if offered is None:
-                continue
+        for plugin, offered in self._offers("flowkernel_staging_providers"):
             if isinstance(offered, (str, bytes)) or not isinstance(offered, (list, tuple)):
                 raise HookError(
                     "flowkernel_staging_providers",
