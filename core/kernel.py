@@ -455,8 +455,14 @@ class DataFlowKernel:
         if status is States.launched:
             handle = task.exec_fu
             cancel = getattr(handle, "cancel", None)
-            if cancel is None or not cancel():
-                return False
+            # An executor may report the cancelled try at once, from inside
+            # cancel(); that report is ours to handle, not a failed try.
+            task.cancelling = True
+            try:
+                if cancel is None or not cancel():
+                    return False
+            finally:
+                task.cancelling = False
         elif status not in (States.unsched, States.pending, States.fail_retryable):
             return False
         if not self._transition(task, States.failed):
@@ -777,6 +783,8 @@ class DataFlowKernel:
 
     def _exec_done(self, task: TaskRecord, outcome: tuple[int, Any, BaseException | None]) -> None:
         try_id, result, exc = outcome
+        if task.cancelling and isinstance(exc, CancelledError):
+            return  # cancel() is finishing the task
         if task.status is not States.launched or try_id != task.try_id:
             if task.status not in FINAL_STATES:
                 logger.error(

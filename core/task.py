@@ -37,6 +37,7 @@ class TaskRecord:
         "_unfinished",
         "app_fu",
         "args",
+        "cancelling",
         "candidates",
         "depends",
         "exec_fu",
@@ -113,6 +114,7 @@ class TaskRecord:
         self.fail_history: list[str] = []
         self.try_id = 0
         self.priority: float = 0
+        self.cancelling = False
         self.retries: int | None = None  # this task's budget, when not the config's
         self.retry_policy: RetryPolicy | None = None
         # (mover, file) pairs to run after the app succeeds, before it completes.

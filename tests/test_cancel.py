@@ -208,3 +208,46 @@ def test_cancel_racing_with_the_task_becoming_ready_never_runs_a_cancelled_task(
     for _ in range(200):
         _race_once()
     assert dfk.wait_for_current_tasks(timeout=WAIT) == []
+
+
+class FutureExecutor(flowkernel.Executor):
+    """Hands tasks to a concurrent.futures pool, so cancel() reports through a callback."""
+
+    label = "cf"
+
+    def __init__(self) -> None:
+        import concurrent.futures as cf
+
+        self.pool = cf.ThreadPoolExecutor(max_workers=1)
+
+    def submit(self, func, resource_specification, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self.pool.submit(func, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()
+
+    @property
+    def outstanding(self) -> int:
+        return self.pool._work_queue.qsize()
+
+
+def test_cancelling_on_an_executor_that_reports_the_cancel_at_once(config_factory) -> None:
+    gate = threading.Event()
+
+    @python_app
+    def busy() -> None:
+        assert gate.wait(WAIT)
+
+    @python_app
+    def queued() -> int:
+        return 1
+
+    with flowkernel.load(config_factory(executors=[FutureExecutor()], retries=3)):
+        first = busy()
+        second = queued()
+        assert second.task_status() == "launched"
+        assert second.cancel() is True
+        assert second.cancelled()
+        assert second.task_record.fail_count == 0  # not counted as a failed try
+        gate.set()
+        first.result(timeout=WAIT)
