@@ -32,10 +32,10 @@ class Boom(Exception):
 @st.composite
 def graphs(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Nodes in topological order: inputs among earlier nodes, a kind, failures, flags."""
-    size = draw(st.integers(min_value=1, max_value=60))
+    size = draw(st.integers(min_value=1, max_value=200))
     nodes = []
     for i in range(size):
-        inputs = draw(st.lists(st.integers(0, i - 1), max_size=4, unique=True)) if i else []
+        inputs = draw(st.lists(st.integers(0, i - 1), max_size=6, unique=True)) if i else []
         nodes.append(
             {
                 "inputs": inputs,
