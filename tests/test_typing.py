@@ -93,3 +93,31 @@ def test_a_wrong_use_of_a_result_type_is_caught_by_mypy(package_copy: Path) -> N
     out = _mypy(package_copy, "wrong_workflow.py")
     assert out.returncode == 1
     assert 'Incompatible return value type (got "int", expected "str")' in out.stdout
+
+
+def test_the_docs_examples_pass_mypy(package_copy: Path) -> None:
+    import re
+
+    block = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+    pages = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
+    examples = package_copy / "doc_examples"
+    examples.mkdir(exist_ok=True)
+    count = 0
+    for page in pages:
+        for number, code in enumerate(block.findall(page.read_text())):
+            name = f"{page.stem}_{number}.py".replace("-", "_")
+            (examples / name).write_text(code)
+            count += 1
+    assert count >= 10
+    out = subprocess.run(
+        [
+            sys.executable, "-m", "mypy", "--no-incremental", "--ignore-missing-imports",
+            "--python-version", "3.10", "--disable-error-code", "empty-body",
+            *sorted(str(p) for p in examples.glob("*.py")),
+        ],
+        cwd=package_copy,
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 8,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
