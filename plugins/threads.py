@@ -9,6 +9,12 @@ callback list) would be pure overhead.  Work waits in a heap ordered by
 priority, then submission order, guarded by ``_lock``; a ``SimpleQueue`` of
 wake-up tokens (one per item) lets idle workers sleep.  Workers report each
 result straight to the kernel's ``done`` callback.
+
+A task that becomes ready *on a worker* (its input just finished there) goes
+to that worker's own "next" slot instead of the heap, unless something of
+higher priority is waiting: the worker runs it as soon as it has reported,
+without waking another thread.  A chain of tasks then runs on one warm
+thread, as a chain of callbacks would.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ class ThreadPoolExecutor(Executor):
         self._threads: list[threading.Thread] = []
         self._outstanding = 0
         self._shut = False
+        self._worker = threading.local()  # on worker threads: ``next``, the slot above
 
     def start(self) -> None:
         if self._threads:
@@ -115,11 +122,16 @@ class ThreadPoolExecutor(Executor):
         if not self._threads:
             raise RuntimeError(f"executor {self.label!r} was not started")
         work = _Work(self, func, args, kwargs, done)
+        worker = self._worker
+        keep = getattr(worker, "next", False) is None  # a worker of ours with a free slot
         with self._lock:
             if self._shut:
                 raise RuntimeError(f"executor {self.label!r} has been shut down")
-            heapq.heappush(self._heap, (-priority, next(self._seq), work))
             self._outstanding += 1
+            if keep and (not self._heap or -self._heap[0][0] <= priority):
+                worker.next = work
+                return work
+            heapq.heappush(self._heap, (-priority, next(self._seq), work))
         self._wakeup.put(None)
         return work
 
@@ -152,16 +164,27 @@ class ThreadPoolExecutor(Executor):
 
     def _work_loop(self) -> None:
         get = self._wakeup.get
+        slot = self._worker
+        slot.next = None
         while True:
-            if get() is _STOP:
-                return
-            with self._lock:
-                if not self._heap:
-                    continue
-                work = heapq.heappop(self._heap)[2]
-                if work.cancelled:
-                    continue
-                work.started = True
+            kept = slot.next
+            if kept is not None:
+                slot.next = None
+                with self._lock:
+                    if kept.cancelled:
+                        continue
+                    kept.started = True
+                work = kept
+            else:
+                if get() is _STOP:
+                    return
+                with self._lock:
+                    if not self._heap:
+                        continue
+                    work = heapq.heappop(self._heap)[2]
+                    if work.cancelled:
+                        continue
+                    work.started = True
             try:
                 result = work.func(*work.args, **work.kwargs)
             except BaseException as exc:
@@ -174,7 +197,7 @@ class ThreadPoolExecutor(Executor):
                 work.done(*outcome)
             except BaseException:  # the kernel handles its own errors; this is a last resort
                 logger.exception("executor %r: reporting a result failed", self.label)
-            del work, outcome
+            del work, kept, outcome
 
     @property
     def outstanding(self) -> int:
