@@ -103,9 +103,10 @@ def _mark_internal() -> None:
 
 def _exception_of(future: Future[Any]) -> BaseException | None:
     """The exception of a done future, treating cancellation as one."""
-    if future.cancelled():
+    try:
+        return future.exception(timeout=0)
+    except CancelledError:
         return CancelledError(f"{future!r} was cancelled")
-    return future.exception()
 
 
 def _step_failed(step: _Step, task: TaskRecord, exc: BaseException) -> None:
