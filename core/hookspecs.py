@@ -296,6 +296,22 @@ def flowkernel_kernel_stopping(kernel: DataFlowKernel) -> None:
     """
 
 
+@hookspec
+def flowkernel_kernel_stopped(kernel: DataFlowKernel) -> None:
+    """Observe a kernel whose cleanup has finished: every task's future has ended.
+
+    Called once per kernel, at the very end of ``cleanup()``, on the thread that
+    called it; no task transition follows.  The place to flush and close what a
+    plugin recorded about the run.
+
+    :param kernel: the kernel (``kernel.task_state_counts`` are final).
+
+    Every implementation is called; a raise is logged and counted.
+
+    A ``flowconf.py`` may implement this hook.
+    """
+
+
 HOOK_NAMES: tuple[str, ...] = tuple(
     name for name in list(globals()) if name.startswith("flowkernel_")
 )

@@ -239,7 +239,6 @@ class DataFlowKernel:
         self.plugins.require("flowkernel_retry_cost", "price a failed try")
         self.plugins.require("flowkernel_dependency_resolver", "find futures among arguments")
         self._resolver, self._resolver_plugin = self.plugins.dependency_resolver(self._config)
-        self._observe_states = self.plugins.implements("flowkernel_task_state_changed")
         # Memo table: key -> result of a finished task (this run or a checkpoint),
         # and key -> future of the task computing it now.  Guarded by _lock.
         self._memo_enabled = self._config.app_cache and self.plugins.implements(
@@ -551,6 +550,7 @@ class DataFlowKernel:
 
         DataFlowKernelLoader._forget(self)
         logger.info("kernel %s cleaned up", self.run_id)
+        self.plugins.kernel_stopped(self)
         self._remove_log_handler()
 
     # ------------------------------------------------------------------
@@ -960,7 +960,7 @@ class DataFlowKernel:
             level = logging.DEBUG if old in FINAL_STATES else logging.ERROR
             logger.log(level, "task %d: transition %s -> %s refused", task.id, old.name, new.name)
             return False
-        if self._observe_states:
+        if self.plugins.observes_states:
             self.plugins.task_state_changed(task, old, new)
         return True
 

@@ -172,24 +172,47 @@ class Plugins:
         self.blocked = sorted(set(blocked))
         self.trace = _env_flag(ENV_TRACE)
         self._impls: dict[str, list[_Impl]] = {}
+        self._executor_kinds: dict[str, tuple[str, Callable[..., Executor]]] | None = None
+        self._state_fast: list[tuple[str, Callable[..., Any]]] | None = None
+        self.observes_states = False
+        """Whether any plugin watches task transitions (the kernel skips the call if not)."""
+        self._collect()
+        self._lock = threading.Lock()
+        self.observer_errors = 0
+        """How many times an observer hook raised (logged each time)."""
+
+    def _collect(self) -> None:
+        """Cache each hook's implementations in call order, and the fast state-observer path."""
         for hook_name in hookspecs.HOOK_NAMES:
-            caller = getattr(pm.hook, hook_name)
+            caller = getattr(self.pm.hook, hook_name)
             # get_hookimpls() lists in reverse call order.
             self._impls[hook_name] = [
                 (impl.plugin_name, impl.function, tuple(impl.argnames))
                 for impl in reversed(caller.get_hookimpls())
             ]
-        self._executor_kinds: dict[str, tuple[str, Callable[..., Executor]]] | None = None
         full = ("task", "old", "new")
         state_impls = self._impls["flowkernel_task_state_changed"]
-        self._state_fast: list[tuple[str, Callable[..., Any]]] | None = (
+        self._state_fast = (
             [(plugin, function) for plugin, function, _ in state_impls]
             if not self.trace and all(names == full for _, _, names in state_impls)
             else None
         )
-        self._lock = threading.Lock()
-        self.observer_errors = 0
-        """How many times an observer hook raised (logged each time)."""
+        self.observes_states = bool(state_impls)
+
+    def register(self, plugin: Any, name: str) -> None:
+        """Add a plugin to this kernel's set while it runs.
+
+        For plugins that decide per kernel whether to take part: the
+        monitoring plugin, at ``flowkernel_kernel_started``, registers a
+        recorder for that kernel only when its config asks for one, so kernels
+        without monitoring pay nothing per task.
+        """
+        info = PluginInfo(name=name, source="runtime", module=type(plugin).__module__)
+        _validate(self.pm, plugin, info)
+        self.pm.register(plugin, name=name)
+        info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
+        self.infos[name] = info
+        self._collect()
 
     # -- introspection -----------------------------------------------------
 
@@ -444,10 +467,48 @@ class Plugins:
     def kernel_stopping(self, kernel: DataFlowKernel) -> None:
         self.notify("flowkernel_kernel_stopping", kernel=kernel)
 
+    def kernel_stopped(self, kernel: DataFlowKernel) -> None:
+        self.notify("flowkernel_kernel_stopped", kernel=kernel)
+
 
 # ---------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------
+
+
+def _validate(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -> None:
+    """Check hook names and argument names first, to report the file and line."""
+    for attr in dir(plugin):
+        if not attr.startswith(HOOK_PREFIX):
+            continue
+        member = getattr(plugin, attr, None)
+        if not inspect.isroutine(member):
+            continue
+        if attr not in hookspecs.HOOK_NAMES:
+            close = difflib.get_close_matches(attr, hookspecs.HOOK_NAMES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise PluginLoadError(
+                f"{_where(member)}: plugin {info.name!r} ({info.describe_origin()}) "
+                f"defines {attr}, which is not a flowkernel hook{hint}"
+            )
+        opts: dict[str, Any] = dict(pm.parse_hookimpl_opts(plugin, attr) or {})
+        if opts.get("hookwrapper") or opts.get("wrapper"):
+            raise PluginLoadError(
+                f"{_where(member)}: plugin {info.name!r} makes {attr} a hook wrapper; "
+                "flowkernel calls implementations one by one and does not support wrappers"
+            )
+        spec_params = set(inspect.signature(getattr(hookspecs, attr)).parameters)
+        try:
+            params = inspect.signature(member).parameters
+        except (TypeError, ValueError):
+            continue
+        unknown = [p for p in params if p not in spec_params]
+        if unknown:
+            raise PluginLoadError(
+                f"{_where(member)}: plugin {info.name!r} implements {attr} with "
+                f"argument(s) {', '.join(unknown)} that the hook does not have; it offers: "
+                f"{', '.join(sorted(spec_params)) or 'none'}"
+            )
 
 
 class _Loader:
@@ -469,7 +530,7 @@ class _Loader:
                 f"two plugins are named {info.name!r}: one from "
                 f"{self.infos[info.name].describe_origin()}, one from {info.describe_origin()}"
             )
-        self._validate(plugin, info)
+        _validate(self.pm, plugin, info)
         try:
             self.pm.register(plugin, name=info.name)
         except (pluggy.PluginValidationError, ValueError) as exc:
@@ -478,40 +539,6 @@ class _Loader:
             ) from exc
         info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         self.infos[info.name] = info
-
-    def _validate(self, plugin: Any, info: PluginInfo) -> None:
-        """Check hook names and argument names first, to report the file and line."""
-        for attr in dir(plugin):
-            if not attr.startswith(HOOK_PREFIX):
-                continue
-            member = getattr(plugin, attr, None)
-            if not inspect.isroutine(member):
-                continue
-            if attr not in hookspecs.HOOK_NAMES:
-                close = difflib.get_close_matches(attr, hookspecs.HOOK_NAMES, n=1)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                raise PluginLoadError(
-                    f"{_where(member)}: plugin {info.name!r} ({info.describe_origin()}) "
-                    f"defines {attr}, which is not a flowkernel hook{hint}"
-                )
-            opts = self.pm.parse_hookimpl_opts(plugin, attr) or {}
-            if opts.get("hookwrapper") or opts.get("wrapper"):
-                raise PluginLoadError(
-                    f"{_where(member)}: plugin {info.name!r} makes {attr} a hook wrapper; "
-                    "flowkernel calls implementations one by one and does not support wrappers"
-                )
-            spec_params = set(inspect.signature(getattr(hookspecs, attr)).parameters)
-            try:
-                params = inspect.signature(member).parameters
-            except (TypeError, ValueError):
-                continue
-            unknown = [p for p in params if p not in spec_params]
-            if unknown:
-                raise PluginLoadError(
-                    f"{_where(member)}: plugin {info.name!r} implements {attr} with "
-                    f"argument(s) {', '.join(unknown)} that the hook does not have; it offers: "
-                    f"{', '.join(sorted(spec_params)) or 'none'}"
-                )
 
     # -- sources -----------------------------------------------------------
 

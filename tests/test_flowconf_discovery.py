@@ -356,10 +356,10 @@ def test_flowkernel_dependency_resolver_from_a_plugin_replaces_the_default(
         assert total({"a": value(), "b": 1}).result(timeout=WAIT) == 6
 
 
-def test_flowkernel_kernel_started_and_flowkernel_kernel_stopping_are_called_once(
+def test_flowkernel_kernel_started_flowkernel_kernel_stopping_flowkernel_kernel_stopped(
     config_factory,
 ) -> None:
-    events: list[tuple[str, bool]] = []
+    events: list[tuple[str, object]] = []
 
     class Lifecycle:
         @flowkernel.hookimpl
@@ -369,10 +369,31 @@ def test_flowkernel_kernel_started_and_flowkernel_kernel_stopping_are_called_onc
         @flowkernel.hookimpl
         def flowkernel_kernel_stopping(self, kernel):  # type: ignore[no-untyped-def]
             events.append(("stopping", kernel.cleanup_called))
+            gate.set()  # the running task ends now; its dependent can no longer launch
+
+        @flowkernel.hookimpl
+        def flowkernel_kernel_stopped(self, kernel):  # type: ignore[no-untyped-def]
+            counts = {s.name: n for s, n in kernel.task_state_counts.items() if n}
+            events.append(("stopped", counts))
+
+    gate = threading.Event()
+
+    @python_app
+    def waits() -> None:
+        assert gate.wait(WAIT)
 
     with flowkernel.load(config_factory(plugins=[Lifecycle()])):
         assert events == [("started", False)]
-    assert events == [("started", False), ("stopping", True)]
+        stranded = ok_after(waits())  # still pending when cleanup begins
+    assert events[1] == ("stopping", True)
+    # Called last: even the task the cleanup ended is counted.
+    assert events[2] == ("stopped", {"exec_done": 1, "failed": 1})
+    assert stranded.done()
+
+
+@python_app
+def ok_after(x: object) -> int:
+    return 1
 
 
 def test_flowkernel_trace_plugins_prints_every_hook_call(
