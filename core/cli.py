@@ -1,4 +1,4 @@
-"""The ``flowkernel`` command: ``demo``, ``plugins``, ``hooks``, ``checkpoints``, ``--version``.
+"""The ``flowkernel`` command: demo, plugins, hooks, checkpoints, report, ``--version``.
 
 Exit codes: 0 success, 1 the command ran and failed, 2 bad usage.  This is the
 only module of flowkernel that prints.
@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list registered plugins and their hooks")
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.add_argument("--hook", default=None, help="only plugins implementing this hook")
+
+    report = commands.add_parser(
+        "report", help="write an HTML report of a monitored run (Config(monitoring=True))"
+    )
+    report.add_argument("source", help="a run directory, a runinfo folder or a monitoring .db")
+    report.add_argument("-o", "--output", default=None, help="where to write the HTML page")
+    report.add_argument("--png", action="store_true", help="also write the timeline as a PNG")
 
     hooks = commands.add_parser("hooks", help="describe the hook specs plugins implement")
     hooks.add_argument("--markdown", action="store_true", help="print the reference page")
@@ -117,6 +124,15 @@ def _first_result(name: str) -> bool:
     return bool(opts.get("firstresult"))
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    # The report lives with the monitoring plugin in contrib; it needs nothing extra.
+    from flowkernel.contrib.report import write_report
+
+    for path in write_report(args.source, args.output, args.png):
+        print(path)
+    return 0
+
+
 def _cmd_hooks(args: argparse.Namespace) -> int:
     if args.markdown:
         print(hook_reference(), end="")
@@ -172,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_checkpoints(args)
         if args.command == "hooks":
             return _cmd_hooks(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_plugins(args)
     except FlowkernelError as exc:
         print(f"flowkernel: {exc}", file=sys.stderr)
