@@ -60,6 +60,8 @@ CREATE INDEX IF NOT EXISTS transition_task ON transition (run_id, task_id);
 """
 
 _STOP = object()
+_INPUTS = object()  # queue item: (_INPUTS, task id, input task ids)
+_ENDED = object()  # queue item: (_ENDED, task record), after its final transition
 
 
 def database_path(kernel: DataFlowKernel) -> str | None:
@@ -87,6 +89,10 @@ class Recorder:
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
+        # A record of a run, not a bank: losing the last batch to a power cut is
+        # acceptable, waiting for the disk on every batch is not.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(SCHEMA)
         self._db.execute(
             "INSERT OR REPLACE INTO workflow VALUES (?, ?, ?, ?, ?, ?, NULL, 0, NULL)",
@@ -106,10 +112,23 @@ class Recorder:
 
     @hookimpl
     def flowkernel_task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        inputs = None
-        if old is States.unsched:  # the inputs are known now, and forgotten at launch
-            inputs = [f.tid for f in task.depends if hasattr(f, "tid")]
-        self._queue.put((task, task.try_id, task.executor, new, time.time(), inputs))
+        # The row as it will be stored, so the writer does no per-row Python work.
+        put = self._queue.put
+        put(
+            (
+                self.run_id,
+                task.id,
+                task.try_id,
+                task.func_name,
+                task.executor,
+                new.name,
+                time.time(),
+            )
+        )
+        if old is States.unsched and task.depends:  # known now, forgotten at launch
+            put((_INPUTS, task.id, [f.tid for f in task.depends if hasattr(f, "tid")]))
+        elif new in FINAL_STATES:
+            put((_ENDED, task))
 
     @hookimpl
     def flowkernel_kernel_stopped(self, kernel: DataFlowKernel) -> None:
@@ -141,13 +160,12 @@ class Recorder:
     def _write(self, batch: list[tuple[Any, ...]]) -> None:
         transitions = []
         ended = []
-        for task, try_id, executor, state, at, inputs in batch:
-            if inputs:
-                self._inputs[task.id] = ",".join(map(str, inputs))
-            transitions.append(
-                (self.run_id, task.id, try_id, task.func_name, executor, state.name, at)
-            )
-            if state in FINAL_STATES:
+        for item in batch:
+            kind = item[0]
+            if kind is _INPUTS:
+                self._inputs[item[1]] = ",".join(map(str, item[2]))
+            elif kind is _ENDED:
+                task = item[1]
                 ended.append(
                     (
                         self.run_id,
@@ -159,6 +177,8 @@ class Recorder:
                         int(bool(task.from_memo)),
                     )
                 )
+            else:
+                transitions.append(item)
         self._db.executemany("INSERT INTO transition VALUES (?, ?, ?, ?, ?, ?, ?)", transitions)
         if ended:
             self._db.executemany("INSERT OR REPLACE INTO task VALUES (?, ?, ?, ?, ?, ?, ?)", ended)

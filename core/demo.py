@@ -113,6 +113,7 @@ def run_demo(bound: int = 200_000, chunks: int = 16, run_dir: str | None = None)
     start = time.perf_counter()
     config = Config(
         retries=2,
+        progress=True,  # a live table when run in a terminal; silent otherwise
         run_dir=run_dir or tempfile.mkdtemp(prefix="flowkernel-demo-"),
     )
     with load(config) as kernel:

@@ -1,0 +1,67 @@
+"""What recording every transition in the monitoring database costs a workflow.
+
+Run: ``python tests/benchmarks/bench_monitoring.py [--tasks N] [--repeats R]``
+
+N trivial tasks on 4 threads, with and without ``Config(monitoring=True)``,
+alternating, best of R each; prints the time per task and the difference.
+The database is written by a background thread in batches, so the workflow's
+own threads only pay for putting a tuple on a queue per transition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import tempfile
+import time
+
+import flowkernel
+
+
+def inc(x: int) -> int:
+    return x + 1
+
+
+def run(n: int, monitoring: bool) -> float:
+    app = flowkernel.python_app(inc)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = flowkernel.Config(
+            executors=[flowkernel.ThreadPoolExecutor(max_threads=4)],
+            run_dir=tmp,
+            initialize_logging=False,
+            monitoring=monitoring,
+        )
+        start = time.perf_counter()
+        with flowkernel.load(config) as kernel:
+            futures = [app(i) for i in range(n)]
+            for future in futures:
+                future.result()
+        elapsed = time.perf_counter() - start  # includes the writer draining at cleanup
+        if monitoring:
+            db = sqlite3.connect(os.path.join(kernel.run_dir, "monitoring.db"))
+            (rows,) = db.execute("SELECT count(*) FROM transition").fetchone()
+            db.close()
+            assert rows == 3 * n, rows  # pending, launched, exec_done
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    run(1000, True)
+    off, on = [], []
+    for _ in range(args.repeats):
+        off.append(run(args.tasks, False))
+        on.append(run(args.tasks, True))
+    base, monitored = min(off), min(on)
+    print(f"{args.tasks:,} tasks, best of {args.repeats}, {os.cpu_count()} CPUs")
+    print(f"  without monitoring {base / args.tasks * 1e6:7.1f} us/task")
+    print(f"  with monitoring    {monitored / args.tasks * 1e6:7.1f} us/task")
+    print(f"  overhead           {100 * (monitored / base - 1):+.1f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Monitoring store, run report and progress display (contrib plugins built on state hooks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from _support import WAIT
+
+import flowkernel
+from flowkernel import python_app
+from flowkernel.contrib.report import load_run, render_html, timeline_png, write_report
+
+
+def _workflow(config_factory, **fields) -> flowkernel.DataFlowKernel:  # type: ignore[no-untyped-def]
+    """Seven tasks: two memo hits, one retried, one failure and the dependent it takes down."""
+    tries: list[int] = []
+
+    @python_app(cache=True)
+    def square(x: int) -> int:
+        return x * x
+
+    @python_app
+    def flaky() -> str:
+        tries.append(1)
+        if len(tries) == 1:
+            raise OSError("first try fails")
+        return "ok"
+
+    @python_app
+    def broken() -> int:
+        raise ValueError("always")
+
+    @python_app
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    with flowkernel.load(config_factory(retries=1, **fields)) as kernel:
+        first = square(3)
+        first.result(timeout=WAIT)
+        hits = [square(3) for _ in range(2)]
+        assert [h.result(timeout=WAIT) for h in hits] == [9, 9]
+        assert flaky().result(timeout=WAIT) == "ok"
+        assert add(first, hits[0]).result(timeout=WAIT) == 18
+        with pytest.raises(flowkernel.DependencyError):
+            add(broken(), 1).result(timeout=WAIT)
+    return kernel
+
+
+def test_the_monitoring_database_records_the_workflow_and_every_transition(
+    config_factory,
+) -> None:
+    kernel = _workflow(config_factory, monitoring=True)
+    db = sqlite3.connect(os.path.join(kernel.run_dir, "monitoring.db"))
+    run_id, tasks, counts, ended = db.execute(
+        "SELECT run_id, tasks, counts, ended FROM workflow"
+    ).fetchone()
+    assert run_id == kernel.run_id and tasks == 7 and ended is not None
+    assert json.loads(counts) == {"exec_done": 3, "memo_done": 2, "failed": 1, "dep_fail": 1}
+    rows = db.execute(
+        "SELECT app, depends, fail_count, from_memo FROM task ORDER BY task_id"
+    ).fetchall()
+    assert [r[0] for r in rows] == ["square", "square", "square", "flaky", "add", "broken", "add"]
+    by_app: dict[str, list[tuple[str, int, int]]] = {}
+    for app, depends, fails, memo in rows:
+        by_app.setdefault(app, []).append((depends, fails, memo))
+    assert sorted(m for _, _, m in by_app["square"]) == [0, 1, 1]
+    assert by_app["flaky"] == [("", 1, 0)]
+    assert by_app["broken"] == [("", 2, 0)]  # failed, retried once, failed again
+    assert [d for d, _, _ in by_app["add"]] == ["0,1", "5"]
+    states = [
+        s for (s,) in db.execute(
+            "SELECT state FROM transition t JOIN task k USING (run_id, task_id) "
+            "WHERE k.app = 'flaky' ORDER BY at"
+        )
+    ]  # fmt: skip
+    assert states == ["pending", "launched", "fail_retryable", "pending", "launched", "exec_done"]
+
+
+def test_monitoring_to_a_chosen_path_and_not_at_all_by_default(
+    config_factory, tmp_path: Path
+) -> None:
+    chosen = tmp_path / "store" / "flows.db"
+    kernel = _workflow(config_factory, monitoring=str(chosen))
+    assert chosen.exists()
+    assert not os.path.exists(os.path.join(kernel.run_dir, "monitoring.db"))
+    plain = _workflow(config_factory)
+    assert not os.path.exists(os.path.join(plain.run_dir, "monitoring.db"))
+    assert not any(name.startswith("monitoring-recorder") for name in plain.plugins.infos)
+
+
+def test_the_report_holds_the_runs_numbers(config_factory, tmp_path: Path) -> None:
+    kernel = _workflow(config_factory, monitoring=True)
+    html_path, png_path = write_report(kernel.run_dir, png=True)
+    page = Path(html_path).read_text()
+    assert kernel.run_id in page
+    assert '<td id="task-count">7</td>' in page
+    assert "dep_fail: 1, exec_done: 3, failed: 1, memo_done: 2" in page
+    # per app: tasks, failed, retries, memo hits
+    assert "<tr><td>square</td><td>3</td><td>0</td><td>0</td><td>2</td>" in page
+    assert "<tr><td>flaky</td><td>1</td><td>0</td><td>1</td><td>0</td>" in page
+    assert "<tr><td>broken</td><td>1</td><td>1</td><td>1</td><td>0</td>" in page
+    assert page.count("<svg") == 2 and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+    png = Path(png_path).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 100
+
+
+def test_the_report_command_writes_the_page(config_factory, tmp_path: Path) -> None:
+    kernel = _workflow(config_factory, monitoring=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "flowkernel", "report", str(Path(kernel.run_dir).parent), "--png"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert out.returncode == 0, out.stderr
+    written = out.stdout.split()
+    assert written[0].endswith("report.html") and written[1].endswith(".png")
+    missing = subprocess.run(
+        [sys.executable, "-m", "flowkernel", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+    )
+    assert missing.returncode == 1 and "monitoring=True" in missing.stderr
+
+
+def test_the_timeline_png_is_a_valid_image_for_an_empty_run(config_factory) -> None:
+    with flowkernel.load(config_factory(monitoring=True)) as kernel:
+        pass
+    run = load_run(os.path.join(kernel.run_dir, "monitoring.db"))
+    assert run.attempts == [] and "No task ran" in render_html(run)
+    assert timeline_png(run).startswith(b"\x89PNG")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_the_report_opens_in_headless_chromium_offline_without_errors(
+    config_factory, tmp_path: Path
+) -> None:
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed here (.ci/run installs Debian's chromium)")
+    kernel = _workflow(config_factory, monitoring=True)
+    (html_path,) = write_report(kernel.run_dir)
+    out = subprocess.run(
+        [
+            browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+            "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom", f"file://{html_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=WAIT * 2,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "flowkernel run report" in out.stdout and out.stdout.count("<svg") == 2
+    console = [line for line in out.stderr.splitlines() if "CONSOLE" in line]
+    assert console == []
+
+
+def test_the_progress_display_renders_in_a_terminal(tmp_path: Path) -> None:
+    script = tmp_path / "flow.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import flowkernel
+
+            @flowkernel.python_app
+            def measure(x):
+                return x
+
+            with flowkernel.load(flowkernel.Config(progress=True, run_dir="runinfo")):
+                print(sum(f.result() for f in [measure(i) for i in range(12)]))
+            """
+        )
+    )
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
+    env["COLUMNS"] = "100"
+    process = subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], WAIT)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=WAIT) == 0
+    text = output.decode(errors="replace")
+    assert "measure" in text and "done" in text and "pending" in text
+    assert "│ measure │       0 │       0 │   12 │      0 │" in text
+    assert "66\r\n" in text
+
+
+def test_the_progress_display_stays_silent_when_output_is_not_a_terminal(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "flow.py"
+    script.write_text(
+        "import flowkernel\n"
+        "@flowkernel.python_app\n"
+        "def one():\n    return 1\n"
+        "with flowkernel.load(flowkernel.Config(run_dir='runinfo')):\n"
+        "    print(one().result())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
+    env["FLOWKERNEL_PROGRESS"] = "1"
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=WAIT,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout == "1\n"
