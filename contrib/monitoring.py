@@ -5,9 +5,10 @@ On with ``Config(monitoring=True)`` (``<run dir>/monitoring.db``) or
 registers a :class:`Recorder` for that kernel only, so kernels without
 monitoring pay nothing per task.
 
-The recorder's state hook only puts a small tuple on a queue; a writer thread
-turns them into rows and writes them in batches (one ``executemany`` and one
-commit per batch), so the workflow's threads never wait for the disk.  At
+The recorder's state hook only appends a finished row to a list; a writer
+thread takes the list a few times a second and writes it in one
+``executemany`` and one commit, so the workflow's threads never wait for the
+disk.  At
 ``flowkernel_kernel_stopped`` — after the last transition — the writer drains
 the queue, records the final counts and closes the database.
 
@@ -24,7 +25,6 @@ import getpass
 import json
 import logging
 import os
-import queue
 import socket
 import sqlite3
 import sys
@@ -59,9 +59,10 @@ CREATE TABLE IF NOT EXISTS task (
 CREATE INDEX IF NOT EXISTS transition_task ON transition (run_id, task_id);
 """
 
-_STOP = object()
-_INPUTS = object()  # queue item: (_INPUTS, task id, input task ids)
-_ENDED = object()  # queue item: (_ENDED, task record), after its final transition
+FLUSH_INTERVAL = 0.25
+"""Seconds between the writer's batches."""
+
+_NAMES = {state: state.name for state in States}
 
 
 def database_path(kernel: DataFlowKernel) -> str | None:
@@ -75,14 +76,23 @@ def database_path(kernel: DataFlowKernel) -> str | None:
 
 
 class Recorder:
-    """Records one kernel's run; registered on that kernel's plugins only."""
+    """Records one kernel's run; registered on that kernel's plugins only.
+
+    The state hook appends finished rows to two lists under ``_lock`` (a short
+    critical section); every ``FLUSH_INTERVAL`` seconds the writer thread swaps
+    the lists for empty ones and hands them to ``executemany`` whole, so the
+    writer does no Python work per row and competes little for the GIL.
+    """
 
     def __init__(self, kernel: DataFlowKernel, path: str) -> None:
         self.kernel = kernel
         self.path = path
         self.run_id = kernel.run_id
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._rows: list[tuple[Any, ...]] = []  # transition rows
+        self._ended: list[tuple[Any, ...]] = []  # task rows
         self._inputs: dict[int, str] = {}  # task id -> its input task ids, until it ends
+        self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="flowkernel-monitoring", daemon=True
         )
@@ -112,77 +122,57 @@ class Recorder:
 
     @hookimpl
     def flowkernel_task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        # The row as it will be stored, so the writer does no per-row Python work.
-        put = self._queue.put
-        put(
-            (
-                self.run_id,
-                task.id,
-                task.try_id,
-                task.func_name,
-                task.executor,
-                new.name,
-                time.time(),
-            )
-        )
-        if old is States.unsched and task.depends:  # known now, forgotten at launch
-            put((_INPUTS, task.id, [f.tid for f in task.depends if hasattr(f, "tid")]))
+        row = (self.run_id, task.id, task.try_id, task.func_name, task.executor,
+               _NAMES[new], time.time())  # fmt: skip
+        if old is States.unsched:
+            if task.depends:  # known now, forgotten at launch
+                ids = ",".join(str(f.tid) for f in task.depends if hasattr(f, "tid"))
+                with self._lock:
+                    self._inputs[task.id] = ids
+                    self._rows.append(row)
+                return
         elif new in FINAL_STATES:
-            put((_ENDED, task))
+            with self._lock:
+                inputs = self._inputs.pop(task.id, "")
+            ended = (self.run_id, task.id, task.func_name, inputs, task.fail_count,
+                     json.dumps(list(task.fail_history)), int(bool(task.from_memo)))  # fmt: skip
+            with self._lock:
+                self._rows.append(row)
+                self._ended.append(ended)
+            return
+        with self._lock:
+            self._rows.append(row)
 
     @hookimpl
     def flowkernel_kernel_stopped(self, kernel: DataFlowKernel) -> None:
         if kernel is not self.kernel:
             return
-        self._queue.put(_STOP)
+        self._stop.set()
         self._writer.join()
 
     # -- the writer thread ---------------------------------------------------------
 
     def _write_loop(self) -> None:
-        get = self._queue.get
         while True:
-            batch = [get()]
-            while len(batch) < 5000:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = batch[-1] is _STOP
+            stopping = self._stop.wait(FLUSH_INTERVAL)
+            with self._lock:
+                rows, self._rows = self._rows, []
+                ended, self._ended = self._ended, []
             try:
-                self._write([item for item in batch if item is not _STOP])
+                if rows:
+                    self._db.executemany(
+                        "INSERT INTO transition VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    )
+                if ended:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO task VALUES (?, ?, ?, ?, ?, ?, ?)", ended
+                    )
+                self._db.commit()
             except Exception:
-                logger.exception("monitoring: writing %d transition(s) failed", len(batch))
-            if stop:
+                logger.exception("monitoring: writing %d transition(s) failed", len(rows))
+            if stopping:
                 self._finish()
                 return
-
-    def _write(self, batch: list[tuple[Any, ...]]) -> None:
-        transitions = []
-        ended = []
-        for item in batch:
-            kind = item[0]
-            if kind is _INPUTS:
-                self._inputs[item[1]] = ",".join(map(str, item[2]))
-            elif kind is _ENDED:
-                task = item[1]
-                ended.append(
-                    (
-                        self.run_id,
-                        task.id,
-                        task.func_name,
-                        self._inputs.pop(task.id, ""),
-                        task.fail_count,
-                        json.dumps(list(task.fail_history)),
-                        int(bool(task.from_memo)),
-                    )
-                )
-            else:
-                transitions.append(item)
-        self._db.executemany("INSERT INTO transition VALUES (?, ?, ?, ?, ?, ?, ?)", transitions)
-        if ended:
-            self._db.executemany("INSERT OR REPLACE INTO task VALUES (?, ?, ?, ?, ?, ?, ?)", ended)
-        self._db.commit()
 
     def _finish(self) -> None:
         kernel = self.kernel
