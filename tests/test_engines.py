@@ -224,3 +224,22 @@ def test_a_script_without_a_main_guard_runs_on_processes(tmp_path: Path) -> None
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["script body ran", "2"]  # workers did not re-run it
+
+
+def test_the_dask_executor_connects_to_a_scheduler_address(
+    config_factory: Any, dask_cluster: Any
+) -> None:
+    executor = flowkernel.make_executor("dask", address=dask_cluster.scheduler_address)
+    with flowkernel.load(config_factory(executors=[executor])):
+        assert total(inputs=[square(i) for i in range(5)]).result(timeout=WAIT) == 30
+    assert executor.client is None  # closed at cleanup; the cluster itself lives on
+    assert dask_cluster.status.name == "running"
+
+
+def test_the_dask_executor_starts_and_stops_its_own_local_cluster(config_factory: Any) -> None:
+    executor = flowkernel.make_executor("dask", n_workers=1, processes=False)
+    with flowkernel.load(config_factory(executors=[executor])):
+        cluster = executor._own_cluster
+        assert cluster is not None
+        assert square(6).result(timeout=WAIT) == 36
+    assert cluster.status.name == "closed"
