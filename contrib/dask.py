@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError
 from typing import Any
 
 from flowkernel.contrib.spawning import without_main_reimport
@@ -144,24 +144,6 @@ class DaskExecutor(Executor):
             done(None, exc)
         else:
             done(result, None)
-
-    def submit(
-        self,
-        func: Callable[..., Any],
-        resource_specification: dict[str, Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Future[Any]:
-        outer: Future[Any] = Future()
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(result)
-
-        self.submit_task(func, resource_specification, args, kwargs, done)
-        return outer
 
     @property
     def outstanding(self) -> int:

@@ -184,24 +184,6 @@ class ProcessPoolExecutor(Executor):
             self._pool = self._new_pool()
         broken.shutdown(wait=False)
 
-    def submit(
-        self,
-        func: Callable[..., Any],
-        resource_specification: dict[str, Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Future[Any]:
-        outer: Future[Any] = Future()
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                outer.set_exception(exc)
-            else:
-                outer.set_result(result)
-
-        self.submit_task(func, resource_specification, args, kwargs, done)
-        return outer
-
     @property
     def outstanding(self) -> int:
         return self._outstanding

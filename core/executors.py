@@ -21,8 +21,9 @@ from typeguard import typechecked
 class Executor(abc.ABC):
     """Base class of executors.
 
-    A subclass sets ``label`` and implements :meth:`submit`, :meth:`shutdown`
-    and :attr:`outstanding`; :meth:`start` is optional.  The kernel calls
+    A subclass sets ``label`` and implements :meth:`submit` (or
+    :meth:`submit_task`), :meth:`shutdown` and :attr:`outstanding`;
+    :meth:`start` is optional.  The kernel calls
     ``start()`` once before the first task and ``shutdown()`` once at cleanup,
     both from the thread that owns the kernel.  Tasks arrive through
     :meth:`submit_task`, from any thread (the one that made the task ready):
@@ -41,7 +42,6 @@ class Executor(abc.ABC):
     def start(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Acquire resources (threads, processes, a connection)."""
 
-    @abc.abstractmethod
     def submit(
         self,
         func: Callable[..., Any],
@@ -53,7 +53,24 @@ class Executor(abc.ABC):
 
         An exception raised by ``func`` goes into the future.  An exception
         raised by ``submit`` itself counts as a failed try of the task.
+        Implement this or :meth:`submit_task` (each has a default in terms of
+        the other).
         """
+        if type(self).submit_task is Executor.submit_task:
+            raise NotImplementedError(
+                f"{type(self).__name__} must implement submit() or submit_task()"
+            )
+        future: Future[Any] = Future()
+        future.set_running_or_notify_cancel()
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        self.submit_task(func, resource_specification, args, kwargs, done)
+        return future
 
     def submit_task(
         self,

@@ -25,7 +25,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from typing import Any
 
 from typeguard import typechecked
@@ -134,25 +133,6 @@ class ThreadPoolExecutor(Executor):
             heapq.heappush(self._heap, (-priority, next(self._seq), work))
         self._wakeup.put(None)
         return work
-
-    def submit(
-        self,
-        func: Callable[..., Any],
-        resource_specification: dict[str, Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Future[Any]:
-        future: Future[Any] = Future()
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-
-        self.submit_task(func, resource_specification, args, kwargs, done)
-        future.set_running_or_notify_cancel()
-        return future
 
     def _cancel(self, work: _Work) -> bool:
         with self._lock:
