@@ -161,19 +161,26 @@ class _PoolExecutor(Executor):
             thread_name_prefix=label.strip("_").replace("_", "-"),
             initializer=_mark_internal,
         )
+        self._running = 0
+        self._lock = threading.Lock()
 
     def submit(
-        self,
-        func: Callable[..., Any],
-        resource_specification: dict[str, Any],
-        *args: Any,
+        self, func: Callable[..., Any], resource_specification: dict[str, Any], *args: Any,
         **kwargs: Any,
-    ) -> Future[Any]:
-        return self._pool.submit(func, *args, **kwargs)
+    ) -> Future[Any]:  # fmt: skip
+        with self._lock:
+            self._running += 1
+        future = self._pool.submit(func, *args, **kwargs)
+        future.add_done_callback(self._one_done)
+        return future
+
+    def _one_done(self, _future: Future[Any]) -> None:
+        with self._lock:
+            self._running -= 1
 
     @property
     def outstanding(self) -> int:
-        return self._pool._work_queue.qsize()
+        return self._running
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
