@@ -290,10 +290,10 @@ class DataFlowKernel:
 
         self.executors: dict[str, Executor] = {}
         executors = self._config.executors
-        if executors is None:
-            self.plugins.require("flowkernel_executor_kinds", "make the default executor")
-            executors = [self.plugins.make_executor("threads", label="threads")]
         try:
+            if executors is None:
+                self.plugins.require("flowkernel_executor_kinds", "make the default executor")
+                executors = [self.plugins.make_executor("threads", label="threads")]
             for executor in executors:
                 executor.run_dir = self.run_dir
                 executor.start()
@@ -302,6 +302,8 @@ class DataFlowKernel:
             logger.exception("an executor failed to start; shutting down the others")
             self._shutdown_executors()
             self._remove_log_handler()
+            if self._gc_tuned is not None:
+                _untune_gc(self._gc_tuned)
             raise
         self._labels = tuple(self.executors)
         self._own: dict[str, Executor] = {
@@ -551,13 +553,13 @@ class DataFlowKernel:
             except Exception:
                 logger.exception("writing the final checkpoint failed")
         self.time_completed = time.time()
+        self.plugins.kernel_stopped(self)  # before the summary, so its errors are counted
         self._log_summary()
         atexit.unregister(self._atexit_warning)
         from flowkernel.loader import DataFlowKernelLoader
 
         DataFlowKernelLoader._forget(self)
         logger.info("kernel %s cleaned up", self.run_id)
-        self.plugins.kernel_stopped(self)
         self._remove_log_handler()
 
     # ------------------------------------------------------------------

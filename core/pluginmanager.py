@@ -47,6 +47,7 @@ from flowkernel import hookspecs
 from flowkernel.errors import (
     AbortTask,
     ConfigurationError,
+    FlowkernelError,
     HookError,
     MemoKeyError,
     PluginLoadError,
@@ -309,8 +310,9 @@ class Plugins:
         kinds = self.executor_kinds()
         if kind not in kinds:
             known = ", ".join(sorted(kinds)) or "none"
+            blocked = f" (blocked plugins: {', '.join(self.blocked)})" if self.blocked else ""
             raise ConfigurationError(
-                f"unknown executor kind {kind!r}; the installed plugins provide: {known}"
+                f"unknown executor kind {kind!r}{blocked}; the installed plugins provide: {known}"
             )
         plugin, factory = kinds[kind]
         try:
@@ -319,6 +321,14 @@ class Plugins:
             raise ConfigurationError(
                 f"executor kind {kind!r} (plugin {plugin!r}) rejected its options "
                 f"{sorted(options)}: {exc}"
+            ) from exc
+        except FlowkernelError:
+            raise  # the plugin's own clear message (a missing extra, a bad option)
+        except Exception as exc:
+            raise HookError(
+                "flowkernel_executor_kinds",
+                plugin,
+                f"the factory for kind {kind!r} raised {type(exc).__name__}: {exc}",
             ) from exc
         if not isinstance(executor, Executor):
             raise HookError(
@@ -681,7 +691,12 @@ def script_dir() -> Path:
     main_file = getattr(main, "__file__", None)
     # A script run as ``python script.py`` has no __spec__; ``python -m pkg`` does,
     # and then the working directory is what the user means.
-    if main_file and getattr(main, "__spec__", None) is None and os.path.isfile(main_file):
+    if (
+        main_file
+        and getattr(main, "__spec__", None) is None
+        and main_file.endswith((".py", ".pyw"))
+        and os.path.isfile(main_file)
+    ):
         return Path(main_file).resolve().parent
     return Path.cwd()
 
