@@ -2,5 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 WAIT = 30.0
 """Every wait in the suite is bounded by this, so a bug shows up as a failure, not a hang."""
+
+
+def run_isolated(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` in a fresh interpreter that sees only flowkernel's own plugins."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
+    env.update(FLOWKERNEL_NOCONF="1", FLOWKERNEL_DISABLE_PLUGIN_AUTOLOAD="1")
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        env=env,
+    )

@@ -10,8 +10,6 @@ and transition observers; tracing; and lazy loading.
 from __future__ import annotations
 
 import itertools
-import os
-import subprocess
 import sys
 import textwrap
 import threading
@@ -21,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import WAIT
+from _support import WAIT, run_isolated
 
 import flowkernel
 from flowkernel import hookspecs, python_app
@@ -330,15 +328,7 @@ def test_a_blocked_default_plugin_is_never_imported(run_dir: str) -> None:
         loaded = sys.modules
         print("flowkernel.plugins.retries" in loaded, "flowkernel.plugins.selection" in loaded)
         """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
-    env.update(FLOWKERNEL_NOCONF="1", FLOWKERNEL_DISABLE_PLUGIN_AUTOLOAD="1")
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), run_dir],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        env=env,
-    )
+    out = run_isolated(code, run_dir)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
 
@@ -691,15 +681,7 @@ def test_plugins_are_not_loaded_at_import_flowkernel() -> None:
         flowkernel.make_executor("threads")
         print(before, "flowkernel.plugins.threads" in sys.modules)
         """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
-    env.update(FLOWKERNEL_NOCONF="1", FLOWKERNEL_DISABLE_PLUGIN_AUTOLOAD="1")
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        env=env,
-    )
+    out = run_isolated(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]  # loaded on first need, not before
 

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from _support import WAIT
+from _support import WAIT, run_isolated
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -448,15 +444,7 @@ def test_a_kernel_whose_executor_cannot_be_made_leaves_the_garbage_collector_as_
             print(type(exc).__name__, file=sys.stderr)
         print(before == gc.get_threshold(), before, gc.get_threshold())
         """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWKERNEL_")}
-    env.update(FLOWKERNEL_NOCONF="1", FLOWKERNEL_DISABLE_PLUGIN_AUTOLOAD="1")
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), run_dir],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        env=env,
-    )
+    out = run_isolated(code, run_dir)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "True", out.stdout
 
