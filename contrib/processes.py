@@ -1,21 +1,35 @@
 """Executor kind ``processes``: a pool of worker processes on this machine.
 
 For CPU-bound Python, which threads cannot run in parallel (the GIL).  Tasks
-and results travel pickled with cloudpickle, so apps defined in ``__main__``,
-inside functions, and closures work, and so do results the standard pickle
-refuses.  Install with ``pip install 'flowkernel[processes]'``.
+and results travel pickled with cloudpickle — the parent sends
+``cloudpickle.dumps((func, args, kwargs))`` to :func:`run_pickled`, which sends
+the pickled outcome back — so apps defined in ``__main__``, inside functions,
+and closures work, and so do results the standard pickle refuses.  Install
+with ``pip install 'flowkernel[processes]'``.
 
-Workers are started with the ``forkserver`` method (``spawn`` where that does
-not exist): forking the kernel's process itself would copy its threads' locks
-in whatever state they happen to be, and a child could hang on one.  Since
-tasks arrive by value, workers do not re-run the user's script as
-``multiprocessing`` children normally do, so a workflow script needs no
-``if __name__ == "__main__":`` guard.
+The pool is the standard library's :class:`concurrent.futures.ProcessPoolExecutor`
+(no extra dependency; loky would add worker reuse across pools, which a kernel
+that keeps one pool per executor does not need).  Workers are started with the
+``forkserver`` method (``spawn`` where that does not exist): the kernel's
+process runs several threads (dispatch, executors, timers), and ``fork`` would
+copy their locks in whatever state they happen to be, so a child could hang on
+one.  ``multiprocessing`` children started with ``spawn`` or ``forkserver``
+normally import the parent's ``__main__`` again, which re-runs a workflow
+script that has no ``if __name__ == "__main__":`` guard; tasks arrive by
+value, so every worker of this pool is started without that step (see
+:mod:`flowkernel.contrib.spawning`), including workers the pool starts later
+on demand.
 
 A worker that dies in the middle of a task (killed, out of memory, a crash in
-C code) breaks the standard pool for every task in it; this executor fails
-those tries with :class:`WorkerLost` — so the kernel's retry budget applies —
-and starts a fresh pool for what comes next.
+C code) breaks the standard pool for every task in it: those tries fail with
+:class:`WorkerLost`, naming the executor — so the kernel's retry budget
+applies — and the next submission goes to a fresh pool.  A task submitted
+while the broken pool is being replaced never reached a worker, so it is
+resubmitted to the new pool rather than failed.
+
+Threads: tasks are submitted from any thread; results are reported from the
+pool's management thread.  ``_lock`` guards ``_pool`` and ``_outstanding``;
+``done`` callbacks are called outside it.
 """
 
 from __future__ import annotations
@@ -24,9 +38,11 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 from typing import Any
 
 from flowkernel.contrib.spawning import without_main_reimport
@@ -36,9 +52,25 @@ from flowkernel.markers import hookimpl
 
 logger = logging.getLogger(__name__)
 
+INSTALL_HINT = "pip install 'flowkernel[processes]'"
+
+START_TIMEOUT = 60.0
+"""Seconds :meth:`ProcessPoolExecutor.start` waits for the first worker to answer."""
+
 
 class WorkerLost(RuntimeError):
     """The worker process running a task died before reporting a result."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker, as text (its ``__cause__``)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.text}"""'
 
 
 def _cloudpickle() -> Any:
@@ -46,7 +78,7 @@ def _cloudpickle() -> Any:
         import cloudpickle
     except ImportError as exc:
         raise ConfigurationError(
-            "executor kind 'processes' needs cloudpickle: pip install 'flowkernel[processes]'"
+            f"executor kind 'processes' needs cloudpickle, which is not installed: {INSTALL_HINT}"
         ) from exc
     return cloudpickle
 
@@ -56,20 +88,37 @@ def _ready() -> bool:
 
 
 def run_pickled(payload: bytes) -> bytes:
-    """In a worker: unpickle ``(func, args, kwargs)``, run it, pickle ``(ok, value)`` back."""
+    """In a worker: unpickle ``(func, args, kwargs)``, run it, pickle the outcome back.
+
+    The outcome is ``(True, result)`` or ``(False, exception, traceback_text)``.
+    """
     import cloudpickle
 
     func, args, kwargs = cloudpickle.loads(payload)
     try:
-        outcome = (True, func(*args, **kwargs))
+        outcome: tuple[Any, ...] = (True, func(*args, **kwargs))
     except BaseException as exc:
-        outcome = (False, exc)
+        outcome = (False, exc, traceback.format_exc())
     try:
         return cloudpickle.dumps(outcome)  # type: ignore[no-any-return]
     except Exception as exc:  # the result (or exception) itself cannot travel
-        problem = TypeError(f"the task's {'result' if outcome[0] else 'exception'} cannot be "
-                            f"pickled to return it from the worker: {exc!r}")  # fmt: skip
-        return cloudpickle.dumps((False, problem))  # type: ignore[no-any-return]
+        what = "result" if outcome[0] else f"exception ({outcome[1]!r})"
+        problem = TypeError(
+            f"the task's {what} cannot be pickled to return it from the worker: {exc!r}"
+        )
+        return cloudpickle.dumps((False, problem, traceback.format_exc()))  # type: ignore[no-any-return]
+
+
+class _Pool(cf.ProcessPoolExecutor):
+    """The standard pool, starting each worker (also those it starts later) without ``__main__``.
+
+    The standard pool starts workers on demand, one per submission while none
+    is idle, from ``_adjust_process_count``; wrapping it covers every start.
+    """
+
+    def _adjust_process_count(self) -> None:
+        with without_main_reimport():
+            super()._adjust_process_count()
 
 
 class ProcessPoolExecutor(Executor):
@@ -96,18 +145,28 @@ class ProcessPoolExecutor(Executor):
         self._pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._outstanding = 0
+        self._shut = False
 
     def start(self) -> None:
         with self._lock:
-            if self._pool is None:
-                self._pool = self._new_pool()
+            if self._pool is not None:
+                return
+            if self._shut:
+                raise RuntimeError(f"executor {self.label!r} has been shut down")
+            self._pool = self._new_pool()
+            pool = self._pool
+        try:  # start a worker now, so that a broken set-up fails here, not in a task
+            pool.submit(_ready).result(timeout=START_TIMEOUT)
+        except BaseException as exc:
+            raise RuntimeError(
+                f"executor {self.label!r}: the first worker process did not start: {exc!r}"
+            ) from exc
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         context = multiprocessing.get_context(self.start_method)
-        pool = cf.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=context)
-        with without_main_reimport():
-            pool.submit(_ready).result()  # starts every worker now, under the patch
-        return pool
+        if self.start_method == "fork":  # forked children do not re-import __main__
+            return cf.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=context)
+        return _Pool(max_workers=self.max_workers, mp_context=context)
 
     def submit_task(
         self,
@@ -123,33 +182,43 @@ class ProcessPoolExecutor(Executor):
                 f"executor {self.label!r} (processes) takes no resource specification, "
                 f"got {resource_specification!r}"
             )
-        payload = self._pickle.dumps((func, tuple(args), kwargs))
-        with self._lock:
-            if self._pool is None:
-                raise RuntimeError(f"executor {self.label!r} was not started")
-            pool = self._pool
-            self._outstanding += 1
         try:
-            future = pool.submit(run_pickled, payload)
-        except BrokenProcessPool:
+            payload = self._pickle.dumps((func, tuple(args), kwargs))
+        except Exception as exc:
+            raise TypeError(
+                f"executor {self.label!r}: the task cannot be pickled to send it to a worker "
+                f"process: {exc!r}"
+            ) from exc
+        for _attempt in range(3):
             with self._lock:
-                self._outstanding -= 1
-            self._replace(pool)
-            raise WorkerLost(
-                f"executor {self.label!r}: the worker pool had broken; it was restarted, "
-                "and this try is lost"
-            ) from None
-        except BaseException:
-            with self._lock:
-                self._outstanding -= 1
-            raise
-        future.add_done_callback(lambda f: self._report(pool, f, done))
-        return future
+                if self._shut:
+                    raise RuntimeError(f"executor {self.label!r} has been shut down")
+                if self._pool is None:
+                    raise RuntimeError(f"executor {self.label!r} was not started")
+                pool = self._pool
+                self._outstanding += 1
+            try:
+                future = pool.submit(run_pickled, payload)
+            except BrokenProcessPool:
+                # The pool broke before this task reached it: nothing ran, so
+                # send it to the replacement instead of failing a try.
+                with self._lock:
+                    self._outstanding -= 1
+                self._replace(pool)
+                continue
+            except BaseException:
+                with self._lock:
+                    self._outstanding -= 1
+                raise
+            future.add_done_callback(partial(self._report, pool, done=done))
+            return future
+        raise WorkerLost(f"executor {self.label!r}: its process pool keeps breaking")
 
     def _report(
         self,
         pool: cf.ProcessPoolExecutor,
         future: Future[bytes],
+        *,
         done: Callable[[Any, BaseException | None], None],
     ) -> None:
         with self._lock:
@@ -169,19 +238,26 @@ class ProcessPoolExecutor(Executor):
         elif exc is not None:
             done(None, exc)
         else:
-            ok, value = self._pickle.loads(future.result())
-            if ok:
-                done(value, None)
+            try:
+                outcome = self._pickle.loads(future.result())
+            except BaseException as problem:  # e.g. a result class the kernel cannot import
+                done(None, problem)
+                return
+            if outcome[0]:
+                done(outcome[1], None)
             else:
-                done(None, value)
+                error = outcome[1]
+                if error.__cause__ is None:  # a pickled exception keeps no cause or traceback
+                    error.__cause__ = RemoteTraceback(outcome[2])
+                done(None, error)
 
     def _replace(self, broken: cf.ProcessPoolExecutor) -> None:
         """Swap a broken pool for a fresh one (once, however many tasks report it)."""
         with self._lock:
-            if self._pool is not broken:
+            if self._pool is not broken or self._shut:
                 return
             logger.warning("executor %r: a worker died; starting a new process pool", self.label)
-            self._pool = self._new_pool()
+            self._pool = self._new_pool()  # its workers start on its first submission
         broken.shutdown(wait=False)
 
     @property
@@ -189,7 +265,9 @@ class ProcessPoolExecutor(Executor):
         return self._outstanding
 
     def shutdown(self) -> None:
+        """Let submitted tasks finish, then stop the workers."""
         with self._lock:
+            self._shut = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
