@@ -86,6 +86,45 @@ def test_the_monitoring_database_records_the_workflow_and_every_transition(
     assert states == ["pending", "launched", "fail_retryable", "pending", "launched", "exec_done"]
 
 
+def test_every_try_of_many_concurrent_tasks_is_recorded_in_order(config_factory) -> None:
+    @python_app
+    def inc(x: int) -> int:
+        return x + 1
+
+    @flowkernel.join_app
+    def fan(n: int) -> list[flowkernel.AppFuture]:
+        return [inc(i) for i in range(n)]
+
+    with flowkernel.load(config_factory(monitoring=True)) as kernel:
+        futures = [inc(i) for i in range(2000)]
+        joined = fan(3)
+        assert [f.result(timeout=WAIT) for f in futures] == list(range(1, 2001))
+        assert joined.result(timeout=WAIT) == [1, 2, 3]
+    db = sqlite3.connect(os.path.join(kernel.run_dir, "monitoring.db"))
+    (tasks,) = db.execute("SELECT count(*) FROM task WHERE app = 'inc'").fetchone()
+    assert tasks == 2003
+    out_of_order = db.execute(
+        "SELECT count(*) FROM tries WHERE NOT (0 < pending AND pending <= launched "
+        "AND launched <= ended) AND app = 'inc'"
+    ).fetchone()[0]
+    assert out_of_order == 0
+    states = [s for (s,) in db.execute(
+        "SELECT state FROM transition t JOIN task k USING (run_id, task_id) "
+        "WHERE k.app = 'fan' ORDER BY at"
+    )]  # fmt: skip
+    assert states == ["pending", "launched", "joining", "exec_done"]
+
+
+def test_two_runs_into_one_database_keep_their_own_rows(config_factory, tmp_path: Path) -> None:
+    shared = str(tmp_path / "runs.db")
+    first = _workflow(config_factory, monitoring=shared)
+    second = _workflow(config_factory, monitoring=shared)
+    db = sqlite3.connect(shared)
+    counts = dict(db.execute("SELECT run_id, count(*) FROM task GROUP BY run_id").fetchall())
+    assert counts == {first.run_id: 7, second.run_id: 7}
+    assert load_run(shared, first.run_id).workflow["run_id"] == first.run_id
+
+
 def test_monitoring_to_a_chosen_path_and_not_at_all_by_default(
     config_factory, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import statistics
 import tempfile
 import time
 
@@ -49,18 +50,21 @@ def run(n: int, monitoring: bool) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     run(1000, True)
     off, on = [], []
     for _ in range(args.repeats):
         off.append(run(args.tasks, False))
         on.append(run(args.tasks, True))
-    base, monitored = min(off), min(on)
-    print(f"{args.tasks:,} tasks, best of {args.repeats}, {os.cpu_count()} CPUs")
-    print(f"  without monitoring {base / args.tasks * 1e6:7.1f} us/task")
-    print(f"  with monitoring    {monitored / args.tasks * 1e6:7.1f} us/task")
-    print(f"  overhead           {100 * (monitored / base - 1):+.1f}%")
+    print(f"{args.tasks:,} tasks, {args.repeats} runs each, alternating, {os.cpu_count()} CPUs")
+    print("                        best    median  (us/task)")
+    for name, times in (("without monitoring", off), ("with monitoring", on)):
+        best, middle = min(times), statistics.median(times)
+        print(f"  {name:<18} {best / args.tasks * 1e6:7.1f}  {middle / args.tasks * 1e6:7.1f}")
+    best = 100 * (min(on) / min(off) - 1)
+    middle = 100 * (statistics.median(on) / statistics.median(off) - 1)
+    print(f"  overhead           {best:+6.1f}% {middle:+6.1f}%")
 
 
 if __name__ == "__main__":
