@@ -88,7 +88,8 @@ CREATE VIEW IF NOT EXISTS task AS
 _COLUMNS = 13
 """Values per queued try (every column of ``tries`` but the run id)."""
 
-_ROWS_PER_INSERT = 500
+# SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
+_ROWS_PER_INSERT = min(500, (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // _COLUMNS)
 """Rows per INSERT statement: one GIL hand-off per this many rows."""
 
 FLUSH_INTERVAL = 0.25
@@ -108,8 +109,7 @@ def _insert(db: sqlite3.Connection, run_id: str, values: list[Any]) -> None:
     """Insert rows of ``_COLUMNS`` values each into ``tries``, many per statement."""
     run = "'" + run_id.replace("'", "''") + "'"
     one = "(" + run + ",?" * _COLUMNS + ")"
-    limit = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _COLUMNS
-    per = max(1, min(_ROWS_PER_INSERT, limit))
+    per = _ROWS_PER_INSERT
     step = per * _COLUMNS
     full = len(values) - len(values) % step
     if full:
