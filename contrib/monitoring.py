@@ -14,9 +14,10 @@ Tables and views:
     One row per try of a task: run id, task id, try, app, executor, the state
     that ended the try, and the times (nanoseconds since the epoch; 0 where
     the try did not pass through that state) at which it became ``pending``
-    (inputs ready), ``launched``, ``joining`` and ended; then the task's input
-    task ids, and its fail count, fail history (JSON) and whether its result
-    came from the memo table as they stood when the try ended.
+    (submitted or retried, waiting for its inputs), ``launched``, ``joining``
+    and ended; then the task's input task ids, and its fail count, fail
+    history (JSON) and whether its result came from the memo table as they
+    stood when the try ended.
 ``transition`` (view)
     One row per transition: run id, task id, try, app, executor, state, time
     (seconds since the epoch).

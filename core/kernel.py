@@ -23,16 +23,21 @@ outer step returns — a loop, never recursion.
 
 Locks
 -----
-``self._lock`` guards the countdowns (``TaskRecord._unfinished``), every state
-transition (old state checked and new state set in one step), the task table,
-``task_state_counts`` and the memo table.  It is held only for a few
-assignments, never while calling a plugin, an executor or a future.  Because a
-transition is checked against :data:`flowkernel.states.TRANSITIONS` under the
-lock, two threads racing to move one task (a completion and a cancel, or the
-cleanup sweep) cannot both win: the loser is refused and does nothing.  Only
-the thread that takes a countdown to zero launches the task, so inputs that
-finish in the same instant on different threads cannot both launch it (Parsl
-issue #2227).
+No lock is shared by every task.  A task's transitions (old state checked and
+new state set in one step) and its countdown (``TaskRecord._unfinished``) are
+guarded by one of 64 *stripe* locks, picked by task id, so the thread
+submitting tasks and the threads finishing other tasks rarely meet at one;
+with a single kernel-wide lock they met on every task, and under the GIL that
+became a convoy of thread switches (see :mod:`flowkernel.statecounts`, which
+counts tasks per state per thread for the same reason).  Because a transition
+is checked against :data:`flowkernel.states.TRANSITIONS` under its stripe, two
+threads racing to move one task (a completion and a cancel, or the cleanup
+sweep) cannot both win: the loser is refused and does nothing.  Only the thread
+that takes a countdown to zero launches the task, so inputs that finish in the
+same instant on different threads cannot both launch it (Parsl issue #2227).
+The task table is changed and read by single dict operations, which are
+atomic.  ``self._lock`` guards the memo table and ``cleanup_called``.  No lock
+is held while calling a plugin, an executor or a future.
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ from flowkernel.pluginmanager import Plugins, build_plugins
 from flowkernel.retry_policy import RetryPolicy
 from flowkernel.rundir import make_rundir
 from flowkernel.staging import STAGING_INHIBIT, Stager, has_files, stage_out_task
+from flowkernel.statecounts import SLOT as _SLOT
+from flowkernel.statecounts import SUBMITTED as _SUBMITTED
+from flowkernel.statecounts import StateCounts
 from flowkernel.states import FINAL_STATES, TRANSITIONS, States
 from flowkernel.streams import resolve_streams
 from flowkernel.task import TaskRecord
@@ -93,6 +101,11 @@ _OWN_EXECUTORS = (INTERNAL_EXECUTOR, STAGING_EXECUTOR)
 _Step = Callable[[TaskRecord, Any], None]
 
 _local = threading.local()
+
+_STRIPE_MASK = 63
+"""Task ``id & _STRIPE_MASK`` picks the lock for the task's transitions (64 locks)."""
+
+_UNSCHED_SLOT = _SLOT[States.unsched]
 """Per thread: ``pending``, the kernel steps queued while this thread runs one;
 ``internal``, true on the kernel's own pool threads (exempt from backpressure)."""
 
@@ -275,8 +288,10 @@ class DataFlowKernel:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self.tasks: dict[int, TaskRecord] = {}
-        self.task_state_counts: dict[States, int] = {state: 0 for state in States}
-        self.task_count = 0
+        # Per task: a stripe lock (by id) makes a transition's check-and-set
+        # and a countdown atomic; counts are per thread (statecounts.py).
+        self._stripes = tuple(threading.Lock() for _ in range(_STRIPE_MASK + 1))
+        self._counts = StateCounts()
         self.cleanup_called = False
         self._closing = False
         self.time_began = time.time()
@@ -339,6 +354,24 @@ class DataFlowKernel:
                 "checkpoint() needs Config.checkpoint_mode (e.g. 'manual') to be set"
             )
         return self._checkpointer.checkpoint()
+
+    @property
+    def task_count(self) -> int:
+        """How many tasks were submitted to this kernel."""
+        return self._counts.submitted()
+
+    @property
+    def task_state_counts(self) -> dict[States, int]:
+        """How many tasks are in each state now (a fresh dict on each read).
+
+        Exact once the kernel is quiet; while tasks move, a task in
+        mid-transition may be missing from the figures for an instant.
+        """
+        return self._counts.per_state()
+
+    def _records(self) -> list[TaskRecord]:
+        """The task table's records now (``list()`` of a dict view is one atomic step)."""
+        return list(self.tasks.values())
 
     def outstanding(self) -> dict[str, int]:
         """Unfinished tasks per executor label, as each executor reports it."""
@@ -408,10 +441,10 @@ class DataFlowKernel:
         task.retry_policy = retry_policy if retry_policy is not None else self._config.retry_policy
         future: AppFuture[Any] = AppFuture(task)
         task.app_fu = future
-        with self._lock:
-            self.tasks[task_id] = task
-            self.task_count += 1
-            self.task_state_counts[States.unsched] += 1
+        self.tasks[task_id] = task  # one dict operation: atomic
+        counts = self._counts.mine()
+        counts[_SUBMITTED] += 1
+        counts[_UNSCHED_SLOT] += 1
 
         if "stdout" in kwargs or "stderr" in kwargs:
             try:
@@ -484,8 +517,7 @@ class DataFlowKernel:
 
     def cancel_all(self) -> int:
         """Cancel every task that has not started yet; return how many were cancelled."""
-        with self._lock:
-            waiting = [t.app_fu for t in self.tasks.values() if t.status not in FINAL_STATES]
+        waiting = [t.app_fu for t in self._records() if t.status not in FINAL_STATES]
         return sum(1 for f in waiting if f is not None and self.cancel(f))
 
     def _stage(self, task: TaskRecord, future: AppFuture[Any]) -> None:
@@ -509,8 +541,7 @@ class DataFlowKernel:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            with self._lock:
-                waiting = [t.app_fu for t in self.tasks.values() if t.status not in FINAL_STATES]
+            waiting = [t.app_fu for t in self._records() if t.status not in FINAL_STATES]
             futures = [f for f in waiting if f is not None and not f.done()]
             if not futures:
                 return []
@@ -601,7 +632,7 @@ class DataFlowKernel:
             # One input (a chain): its callback fires once, so no count is needed.
             futures[0].add_done_callback(partial(self._one_done, task, then))
             return
-        with self._lock:
+        with self._stripes[task.id & _STRIPE_MASK]:
             task._unfinished = len(futures) + 1
         callback = partial(self._count_down, task, then)
         for future in futures:
@@ -612,7 +643,7 @@ class DataFlowKernel:
         self._do(then, task, None)
 
     def _count_down(self, task: TaskRecord, then: _Step, _future: Any) -> None:
-        with self._lock:
+        with self._stripes[task.id & _STRIPE_MASK]:
             task._unfinished -= 1
             ready = task._unfinished == 0
         if ready:
@@ -932,8 +963,7 @@ class DataFlowKernel:
 
     def _sweep(self) -> None:
         """At cleanup: end every task that can no longer finish by itself."""
-        with self._lock:
-            stranded = [t for t in self.tasks.values() if t.status not in FINAL_STATES]
+        stranded = [t for t in self._records() if t.status not in FINAL_STATES]
         for task in stranded:
             state = {
                 States.pending: "waiting for its inputs",
@@ -948,22 +978,26 @@ class DataFlowKernel:
     # ------------------------------------------------------------------
 
     def _transition(self, task: TaskRecord, new: States) -> bool:
-        with self._lock:
+        with self._stripes[task.id & _STRIPE_MASK]:
             old = task.status
             allowed = new in TRANSITIONS[old]
             if allowed:
-                self.task_state_counts[old] -= 1
-                self.task_state_counts[new] += 1
                 task.status = new
-                if new in FINAL_STATES:
-                    # Ended: forget the record and any claim on the memo key
-                    # (an identical task waiting on it then runs itself).
-                    if self._config.garbage_collect:
-                        self.tasks.pop(task.id, None)
-                    key = task.hashsum
-                    if key is not None and self._memo_running.get(key) is task.app_fu:
-                        del self._memo_running[key]
-        if not allowed:
+        if allowed:
+            counts = self._counts.mine()
+            counts[_SLOT[old]] -= 1
+            counts[_SLOT[new]] += 1
+            if new in FINAL_STATES:
+                # Ended: forget the record and any claim on the memo key
+                # (an identical task waiting on it then runs itself).
+                if self._config.garbage_collect:
+                    self.tasks.pop(task.id, None)
+                key = task.hashsum
+                if key is not None:
+                    with self._lock:
+                        if self._memo_running.get(key) is task.app_fu:
+                            del self._memo_running[key]
+        else:
             # Losing a race to a cancel or the cleanup sweep is normal; anything
             # else is a bug worth seeing.
             level = logging.DEBUG if old in FINAL_STATES else logging.ERROR

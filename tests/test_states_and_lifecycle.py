@@ -99,6 +99,41 @@ def test_task_state_counts_add_up_after_a_run(dfk: flowkernel.DataFlowKernel) ->
     assert sum(counts.values()) == len(futures) + 1 == dfk.task_count
 
 
+def test_counts_are_exact_after_many_threads_submit_chains_and_cancel_at_once(
+    dfk: flowkernel.DataFlowKernel,
+) -> None:
+    gate = threading.Event()
+
+    @python_app
+    def held() -> int:
+        gate.wait(WAIT)
+        return 0
+
+    heads = [held() for _ in range(4)]
+    chains: list[list[flowkernel.AppFuture]] = [[] for _ in range(4)]
+
+    def submit_chain(n: int) -> None:
+        future = heads[n]
+        for _ in range(300):
+            future = ok(future)
+            chains[n].append(future)
+
+    threads = [threading.Thread(target=submit_chain, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert dfk.cancel(chains[0][150])  # waiting for its input: cancelled at once
+    gate.set()
+    dfk.wait_for_current_tasks(timeout=WAIT)
+    counts = dfk.task_state_counts
+    assert dfk.task_count == 4 + 4 * 300 == sum(counts.values())
+    assert counts[States.exec_done] == 4 + 3 * 300 + 150
+    assert counts[States.dep_fail] == 149
+    assert counts[States.failed] == 1  # the cancelled one
+    assert all(n == 0 for s, n in counts.items() if s not in FINAL_STATES)
+
+
 def test_loading_twice_without_clear_is_an_error(config_factory) -> None:
     flowkernel.load(config_factory())
     with pytest.raises(flowkernel.ConfigurationError, match="already"):
