@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 
 WAIT = 30.0
 """Every wait in the suite is bounded by this, so a bug shows up as a failure, not a hang."""
@@ -22,3 +24,21 @@ def run_isolated(code: str, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=WAIT,
         env=env,
     )
+
+
+def wait_until(condition: Callable[[], object]) -> None:
+    """Poll ``condition`` until it holds; a :class:`TimeoutError` after ``WAIT`` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition never held")
+        time.sleep(0.01)
+
+
+def wait_for_file(path: str) -> None:
+    """Block until ``path`` exists: how a test releases a task body, in any process."""
+    deadline = time.monotonic() + WAIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)

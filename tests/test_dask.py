@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import WAIT, run_isolated
+from _support import WAIT, run_isolated, wait_for_file, wait_until
 
 import flowkernel
 from flowkernel import python_app
@@ -45,22 +44,6 @@ def dask_cluster() -> Iterator[Any]:
     cluster.close()
 
 
-def _wait_for(path: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.01)
-
-
-def _wait_until(condition: Any) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition never held")
-        time.sleep(0.01)
-
-
 @python_app
 def square(x: int) -> int:
     return x * x
@@ -68,7 +51,7 @@ def square(x: int) -> int:
 
 @python_app
 def held(release: str, value: int) -> int:
-    _wait_for(release)
+    wait_for_file(release)
     return value
 
 
@@ -199,7 +182,7 @@ def test_a_task_reaches_dask_only_when_its_inputs_are_done(
     release = tmp_path / "release"
     first = held(str(release), 5)
     second = square(first)
-    _wait_until(lambda: on_dask.outstanding == 1)
+    wait_until(lambda: on_dask.outstanding == 1)
     assert on_dask.outstanding == 1  # the dependent is still in flowkernel
     release.touch()
     assert second.result(timeout=WAIT) == 25
@@ -231,10 +214,10 @@ def test_a_resource_no_worker_offers_is_warned_about_and_the_task_can_be_cancell
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="flowkernel.contrib.dask"):
         future = needs_a_gpu()
-        _wait_until(lambda: on_dask.outstanding == 1)
+        wait_until(lambda: on_dask.outstanding == 1)
     assert "no Dask worker offers the resource(s) ['gpu']" in caplog.text
     assert future.cancel()
-    _wait_until(lambda: on_dask.outstanding == 0)
+    wait_until(lambda: on_dask.outstanding == 0)
 
 
 def test_a_worker_killed_mid_task_is_replaced_and_dask_reruns_the_task(

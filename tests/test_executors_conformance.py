@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import WAIT
+from _support import WAIT, wait_for_file
 
 import flowkernel
 from flowkernel import bash_app, python_app
@@ -31,15 +31,6 @@ MakeExecutor = Callable[[str], flowkernel.Executor]
 
 
 # -- Task bodies (module level, so they travel to workers) ----------------------
-
-
-def _wait_for(path: str) -> None:
-    """Block until ``path`` exists (bounded: a missing release fails the test, not hangs it)."""
-    deadline = time.monotonic() + WAIT
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.01)
 
 
 def add(x: int, y: int = 0) -> int:
@@ -51,7 +42,7 @@ def fail_with(message: str) -> None:
 
 
 def wait_then_return(path: str, value: Any) -> Any:
-    _wait_for(path)
+    wait_for_file(path)
     return value
 
 
@@ -102,7 +93,7 @@ def fails_until(marker: str, failures: int) -> int:
 
 @python_app
 def held(path: str, value: Any) -> Any:
-    _wait_for(path)
+    wait_for_file(path)
     return value
 
 

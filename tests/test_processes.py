@@ -10,33 +10,16 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import WAIT, run_isolated
+from _support import WAIT, run_isolated, wait_for_file, wait_until
 
 import flowkernel
 from flowkernel import python_app
 from flowkernel.contrib.processes import ProcessPoolExecutor, RemoteTraceback, WorkerLost
-
-
-def _wait_for(path: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.01)
-
-
-def _wait_until(condition: Any) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition never held")
-        time.sleep(0.01)
 
 
 @python_app
@@ -69,7 +52,7 @@ def waits_on_first_try(pid_file: str) -> str:
         return "second try"
     Path(pid_file + ".tmp").write_text(str(os.getpid()))
     os.replace(pid_file + ".tmp", pid_file)
-    _wait_for(pid_file + ".never")
+    wait_for_file(pid_file + ".never")
     return "not killed"
 
 
@@ -77,14 +60,14 @@ def waits_on_first_try(pid_file: str) -> str:
 def dies_when_released(release: str, marker: str) -> str:
     if not os.path.exists(marker):
         Path(marker).touch()
-        _wait_for(release)
+        wait_for_file(release)
         os.kill(os.getpid(), signal.SIGKILL)
     return "first"
 
 
 @python_app
 def held(release: str) -> int:
-    _wait_for(release)
+    wait_for_file(release)
     return os.getpid()
 
 
@@ -117,7 +100,7 @@ def test_a_worker_killed_from_outside_mid_task_fails_that_try_and_the_retry_succ
     pid_file = tmp_path / "worker.pid"
     with flowkernel.load(config_factory(executors=[_processes()], retries=1)):
         future = waits_on_first_try(str(pid_file))
-        _wait_for(str(pid_file))
+        wait_for_file(str(pid_file))
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         assert future.result(timeout=WAIT) == "second try"
         assert "WorkerLost" in future.task_record.fail_history[0]
@@ -145,7 +128,7 @@ def test_every_task_in_flight_on_a_broken_pool_fails_that_try_and_is_retried(
     with flowkernel.load(config_factory(executors=[_processes("cpu")], retries=1)) as kernel:
         dying = dies_when_released(str(release), str(tmp_path / "died"))
         queued = square(5)  # waits in the pool behind the dying task
-        _wait_until(lambda: kernel.outstanding() == {"cpu": 2})
+        wait_until(lambda: kernel.outstanding() == {"cpu": 2})
         release.touch()
         assert dying.result(timeout=WAIT) == "first"
         assert queued.result(timeout=WAIT) == 25
@@ -330,7 +313,7 @@ def test_the_kernel_shows_outstanding_tasks_per_executor(
     with flowkernel.load(config_factory(executors=_both())) as kernel:
         assert kernel.outstanding() == {"io": 0, "cpu": 0}
         future = pinned(str(release))
-        _wait_until(lambda: kernel.outstanding() == {"io": 1, "cpu": 0})
+        wait_until(lambda: kernel.outstanding() == {"io": 1, "cpu": 0})
         release.touch()
         future.result(timeout=WAIT)
         assert kernel.outstanding() == {"io": 0, "cpu": 0}
@@ -343,7 +326,7 @@ def test_by_default_a_task_goes_to_the_executor_with_fewest_outstanding_tasks(
     busy = python_app(executors=["io"])(held.func)
     with flowkernel.load(config_factory(executors=_both())) as kernel:
         blocker = busy(str(release))
-        _wait_until(lambda: kernel.outstanding()["io"] == 1)
+        wait_until(lambda: kernel.outstanding()["io"] == 1)
         chosen = anywhere()  # allowed on both: "io" has one task running, "cpu" none
         assert chosen.result(timeout=WAIT) != os.getpid()
         assert chosen.task_record.executor == "cpu"
