@@ -101,8 +101,9 @@ _OWN_EXECUTORS = (INTERNAL_EXECUTOR, STAGING_EXECUTOR)
 _Step = Callable[[TaskRecord, Any], None]
 
 _local = threading.local()
-"""Per thread: ``pending``, the kernel steps queued while this thread runs one;
-``internal``, true on the kernel's own pool threads (exempt from backpressure)."""
+"""Per thread: ``busy``, true while this thread runs a kernel step; ``queue``,
+the steps started meanwhile, run when it returns; ``internal``, true on the
+kernel's own pool threads (exempt from backpressure)."""
 
 _STRIPE_MASK = 63
 """Task ``id & _STRIPE_MASK`` picks the lock for the task's transitions (64 locks)."""
