@@ -5,8 +5,9 @@ Give it a scheduler ``address``, or a ``cluster`` object (a ``LocalCluster``, a
 ``distributed.Client`` accepts), or neither, and it starts a ``LocalCluster``
 of its own (``n_workers``, ``threads_per_worker``, ``processes``, and any other
 ``LocalCluster`` options in ``cluster_kwargs``) and closes it at shutdown; a
-cluster or scheduler it was given lives on.  ``client_kwargs`` go to the
-``Client``.  Install with
+cluster or scheduler it was given lives on.  Shutdown lets running tasks
+finish; ``shutdown_timeout`` bounds that wait (what is left is cancelled).
+``client_kwargs`` go to the ``Client``.  Install with
 ``pip install 'flowkernel[dask]'``.
 
 Dependencies stay in flowkernel: a task reaches Dask only when its inputs are
@@ -47,6 +48,9 @@ from flowkernel.markers import hookimpl
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'flowkernel[dask]'"
+
+CANCEL_WAIT = 30.0
+"""Seconds shutdown waits for Dask to report tries it cancelled at ``shutdown_timeout``."""
 
 _Done = Callable[[Any, BaseException | None], None]
 """The kernel's report callback: ``done(result, None)`` or ``done(None, exception)``."""
@@ -110,10 +114,15 @@ class DaskExecutor(Executor):
         processes: bool = True,
         client_kwargs: dict[str, Any] | None = None,
         cluster_kwargs: dict[str, Any] | None = None,
+        shutdown_timeout: float | None = None,
     ) -> None:
         _require_distributed()
         if address is not None and cluster is not None:
             raise ConfigurationError("give the dask executor an address or a cluster, not both")
+        if shutdown_timeout is not None and shutdown_timeout < 0:
+            raise ConfigurationError(
+                f"shutdown_timeout must be at least 0 seconds, got {shutdown_timeout}"
+            )
         if n_workers < 1 or threads_per_worker < 1:
             raise ConfigurationError(
                 f"n_workers and threads_per_worker must be at least 1, "
@@ -127,6 +136,7 @@ class DaskExecutor(Executor):
         self.processes = processes
         self.client_kwargs = dict(client_kwargs or {})
         self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.shutdown_timeout = shutdown_timeout
         self.client: Any = None
         self._own_cluster: Any = None
         self._lock = threading.Lock()
@@ -293,14 +303,36 @@ class DaskExecutor(Executor):
         return len(self._running)
 
     def shutdown(self) -> None:
-        """Let submitted tasks finish, then close the client (and the cluster it started)."""
+        """Let submitted tasks finish, then close the client (and the cluster it started).
+
+        With ``shutdown_timeout``, tasks still unfinished after that many
+        seconds (e.g. waiting for a resource no worker offers) are cancelled
+        and their tries fail with :class:`concurrent.futures.CancelledError`.
+        """
         with self._changed:
             self._shut = True
             self._changed.notify_all()
-            while self._unreported:
-                self._changed.wait()
+            reported = self._changed.wait_for(
+                lambda: self._unreported == 0, timeout=self.shutdown_timeout
+            )
+            if not reported:
+                left = list(self._running)
+                logger.warning(
+                    "executor %r: %d task(s) unfinished after shutdown_timeout=%ss; cancelling",
+                    self.label,
+                    len(left),
+                    self.shutdown_timeout,
+                )
+            else:
+                left = []
+        for future in left:  # their done callbacks report the cancellation
+            future.cancel()
+        if left:
+            with self._changed:
+                # Bounded: a try never reported is failed by the kernel's sweep.
+                self._changed.wait_for(lambda: self._unreported == 0, timeout=CANCEL_WAIT)
         if self._fetcher is not None:
-            self._fetcher.join()
+            self._fetcher.join(timeout=CANCEL_WAIT)  # it ends once all is reported
             self._fetcher = None
         client, self.client = self.client, None
         if client is not None:

@@ -12,6 +12,7 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,24 @@ def test_a_resource_no_worker_offers_is_warned_about_and_the_task_can_be_cancell
     assert "no Dask worker offers the resource(s) ['gpu']" in caplog.text
     assert future.cancel()
     wait_until(lambda: on_dask.outstanding == 0)
+
+
+def test_shutdown_timeout_cancels_a_task_that_can_never_start(
+    config_factory: Any, dask_cluster: Any
+) -> None:
+    executor = DaskExecutor(cluster=dask_cluster, shutdown_timeout=0.5)
+    with flowkernel.load(config_factory(executors=[executor])):
+        future = needs_a_gpu()
+        wait_until(lambda: executor.outstanding == 1)
+    # cleanup() returned: the try was cancelled, and the task's future ended.
+    with pytest.raises(CancelledError, match="cancelled on executor"):
+        future.result(timeout=WAIT)
+    assert executor.outstanding == 0
+
+
+def test_a_negative_shutdown_timeout_is_a_configuration_error() -> None:
+    with pytest.raises(flowkernel.ConfigurationError, match="shutdown_timeout"):
+        DaskExecutor(shutdown_timeout=-1)
 
 
 def test_a_worker_killed_mid_task_is_replaced_and_dask_reruns_the_task(
