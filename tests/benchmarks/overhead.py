@@ -67,11 +67,17 @@ def cf_chain(pool: cf.ThreadPoolExecutor, n: int) -> None:
     remaining = [n]
 
     def step(future: cf.Future[int]) -> None:
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            done.set()
-            return
-        pool.submit(inc, future.result()).add_done_callback(step)
+        # A future already done when its callback is added runs the callback
+        # at once, on this stack: loop over those instead of recursing.
+        while True:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set()
+                return
+            future = pool.submit(inc, future.result())
+            if not future.done():
+                future.add_done_callback(step)
+                return
 
     pool.submit(inc, 0).add_done_callback(step)
     done.wait()
