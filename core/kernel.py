@@ -327,6 +327,10 @@ class DataFlowKernel:
             for label in _OWN_EXECUTORS
         }
         self._stager: Stager | None = None
+        # Bound once, here: a bound method made per waiting task would be one
+        # more object per task for the garbage collector to scan (_wait_then).
+        self._launch_step: _Step = self._launch
+        self._one_done_step = self._one_done
         atexit.register(self._atexit_warning)
         self.plugins.kernel_started(self)
 
@@ -429,7 +433,8 @@ class DataFlowKernel:
             kernel=self,
             func=func,
             runner=runner if runner is not None else func,
-            args=list(app_args),
+            # A tuple (as app calls pass) is kept: one list fewer per task.
+            args=app_args if isinstance(app_args, tuple) else list(app_args),
             kwargs=kwargs,
             candidates=candidates,
             memoize=cache,
@@ -470,9 +475,9 @@ class DataFlowKernel:
         task.depends = inputs
         if self._transition(task, States.pending):
             if inputs:
-                self._wait_then(task, inputs, self._launch)
+                self._wait_then(task, inputs, self._launch_step)
             else:
-                self._do(self._launch, task, None)
+                self._do(self._launch_step, task, None)
         return future
 
     def _wait_for_room(self) -> None:
@@ -631,7 +636,7 @@ class DataFlowKernel:
         futures = list(futures)
         if len(futures) == 1:
             # One input (a chain): its callback fires once, so no count is needed.
-            futures[0].add_done_callback(partial(self._one_done, task, then))
+            futures[0].add_done_callback(partial(self._one_done_step, task, then))
             return
         with self._stripes[task.id & _STRIPE_MASK]:
             task._unfinished = len(futures) + 1
@@ -872,7 +877,7 @@ class DataFlowKernel:
 
     def _failed_try(self, task: TaskRecord, exc: BaseException) -> None:
         task.fail_count += 1
-        task.fail_history.append(repr(exc))
+        task.fail_history = [*task.fail_history, repr(exc)]
         final: BaseException = exc
         retry = False
         policy = task.retry_policy
@@ -955,7 +960,7 @@ class DataFlowKernel:
         if failures:
             error = JoinError(failures, task.id)
             task.fail_count += 1
-            task.fail_history.append(repr(error))
+            task.fail_history = [*task.fail_history, repr(error)]
             self._fail(task, error)
         elif isinstance(joins, Future):
             self._succeed(task, joins.result())

@@ -111,7 +111,7 @@ class TaskRecord:
         self.from_memo: bool | None = None
         self.fail_count = 0
         self.fail_cost = 0.0
-        self.fail_history: list[str] = []
+        self.fail_history: Sequence[str] = ()  # a list from the first failure on
         self.try_id = 0
         self.priority: float = 0
         self.cancelling = False
