@@ -4,7 +4,9 @@ Run: ``python tests/benchmarks/overhead.py [--tasks N] [--workers W] [--repeats 
 
 Every task is trivial (``x + 1``), so what is measured is the cost of the
 machinery around it.  All systems run in the same process, one after another,
-with the same number of worker threads; each figure is the best of R repeats.
+with the same number of worker threads; each figure is the best of R repeats,
+and the systems compared in a ratio take turns, round by round, so that the
+drift of a shared machine's speed falls on all of them alike.
 
 Workloads (N tasks unless said otherwise):
 
@@ -49,6 +51,12 @@ def inc(x: int = 0) -> int:
     return x + 1
 
 
+def opener(gate: threading.Event) -> int:
+    """Holds its dependents back until the gate opens (the ``late`` fan-in)."""
+    gate.wait()
+    return 0
+
+
 def total(*parts: int, inputs: list[int] = []) -> int:  # noqa: B006 - Parsl's inputs= idiom
     return sum(parts) + sum(inputs)
 
@@ -91,11 +99,12 @@ def cf_fan_in(pool: cf.ThreadPoolExecutor, n: int) -> None:
 # -- flowkernel ---------------------------------------------------------------------------
 
 
-def _fk_apps() -> dict[str, Any]:
+def _fk_apps(kernel: flowkernel.DataFlowKernel | None = None) -> dict[str, Any]:
     return {
-        "inc": flowkernel.python_app(inc),
-        "total": flowkernel.python_app(total),
-        "cached": flowkernel.python_app(cache=True)(inc),
+        "inc": flowkernel.python_app(inc, data_flow_kernel=kernel),
+        "total": flowkernel.python_app(total, data_flow_kernel=kernel),
+        "cached": flowkernel.python_app(inc, data_flow_kernel=kernel, cache=True),
+        "opener": flowkernel.python_app(opener, data_flow_kernel=kernel),
     }
 
 
@@ -116,14 +125,8 @@ def fk_chain(apps: dict[str, Any], n: int) -> None:
 
 def fk_fan_in(apps: dict[str, Any], n: int, late: bool = False) -> None:
     gate = threading.Event()
-
-    @flowkernel.python_app
-    def opener() -> int:
-        gate.wait()
-        return 0
-
     inc_app, total_app = apps["inc"], apps["total"]
-    root = opener() if late else None
+    root = apps["opener"](gate) if late else None
     parts = [inc_app(root if late else i) for i in range(n)]
     sink = total_app(inputs=parts)
     gate.set()
@@ -163,14 +166,17 @@ for _hook in hookspecs.HOOK_NAMES:
     setattr(NoOpPlugin, _hook, _no_op(_hook))
 
 
-def _kernel(workers: int, run_dir: str, **fields: Any) -> flowkernel.DataFlowKernel:
-    config = flowkernel.Config(
+def _config(workers: int, run_dir: str, **fields: Any) -> flowkernel.Config:
+    return flowkernel.Config(
         executors=[flowkernel.ThreadPoolExecutor(max_threads=workers)],
         run_dir=run_dir,
         initialize_logging=False,
         **fields,
     )
-    return flowkernel.load(config)
+
+
+def _kernel(workers: int, run_dir: str, **fields: Any) -> flowkernel.DataFlowKernel:
+    return flowkernel.load(_config(workers, run_dir, **fields))
 
 
 # -- Parsl and Dask, when installed ------------------------------------------------------------
@@ -225,14 +231,28 @@ def delayed_independent(n: int, workers: int) -> None:
 # -- measuring ----------------------------------------------------------------------------------
 
 
+def timed(fn: Callable[[], None]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def best_of(repeats: int, fn: Callable[[], None]) -> float:
-    times = []
+    return min(timed(fn) for _ in range(repeats))
+
+
+def interleaved(repeats: int, runs: dict[str, Callable[[], None]]) -> dict[str, float]:
+    """The best time of each run, the runs taking turns round by round.
+
+    On a shared machine the speed drifts by tens of percent within a minute;
+    taking turns exposes every system to the same drift, so their ratio holds.
+    """
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in runs.items():
+            best[name] = min(best[name], timed(fn))
+    return best
 
 
 def memory_per_task(workers: int, n: int) -> dict[str, float]:
@@ -264,39 +284,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def record(workload: str, system: str, seconds: float, count: int) -> None:
         results.setdefault(workload, {})[system] = seconds / count * 1e6
 
-    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+    plugins = [NoOpPlugin(i) for i in range(10)]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cf.ThreadPoolExecutor(max_workers=workers) as pool,
+        flowkernel.DataFlowKernel(_config(workers, os.path.join(tmp, "a"))) as kernel,
+        flowkernel.DataFlowKernel(
+            _config(workers, os.path.join(tmp, "b"), plugins=plugins)
+        ) as hooked_kernel,
+    ):
+        apps, hooked = _fk_apps(kernel), _fk_apps(hooked_kernel)
         cf_independent(pool, 1000)
-        record(
-            "independent",
-            "concurrent.futures",
-            best_of(repeats, lambda: cf_independent(pool, n)),
-            n,
+        fk_independent(apps, 1000)
+        fk_independent(hooked, 1000)
+        best = interleaved(
+            repeats,
+            {
+                "cf independent": lambda: cf_independent(pool, n),
+                "fk independent": lambda: fk_independent(apps, n),
+                "hooks": lambda: fk_independent(hooked, n),
+                "cf chain": lambda: cf_chain(pool, n),
+                "fk chain": lambda: fk_chain(apps, n),
+            },
         )
-        record("chain", "concurrent.futures", best_of(repeats, lambda: cf_chain(pool, n)), n)
+        record("independent", "concurrent.futures", best["cf independent"], n)
+        record("independent", "flowkernel", best["fk independent"], n)
+        record("chain", "concurrent.futures", best["cf chain"], n)
+        record("chain", "flowkernel", best["fk chain"], n)
+        record("hooks (10 no-op plugins)", "flowkernel", best["hooks"], n)
         for size in sizes:
-            seconds = best_of(repeats, lambda size=size: cf_fan_in(pool, size))
-            record(f"fan-in {size}", "concurrent.futures", seconds, size)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        with _kernel(workers, tmp):
-            apps = _fk_apps()
-            fk_independent(apps, 1000)
-            record(
-                "independent", "flowkernel", best_of(repeats, lambda: fk_independent(apps, n)), n
+            best = interleaved(
+                repeats,
+                {
+                    "cf": lambda s=size: cf_fan_in(pool, s),
+                    "fk": lambda s=size: fk_fan_in(apps, s),
+                    "fk late": lambda s=size: fk_fan_in(apps, s, late=True),
+                },
             )
-            record("chain", "flowkernel", best_of(repeats, lambda: fk_chain(apps, n)), n)
-            for size in sizes:
-                for late in (False, True):
-                    label = f"fan-in {size}{' late' if late else ''}"
-                    seconds = best_of(repeats, lambda s=size, lt=late: fk_fan_in(apps, s, lt))
-                    record(label, "flowkernel", seconds, size)
-            record("diamond", "flowkernel", best_of(repeats, lambda: fk_diamond(apps, n)), n)
-            record("memo", "flowkernel", best_of(repeats, lambda: fk_memo(apps, n)), n)
-        plugins = [NoOpPlugin(i) for i in range(10)]
-        with _kernel(workers, tmp, plugins=plugins):
-            apps = _fk_apps()
-            seconds = best_of(repeats, lambda: fk_independent(apps, n))
-            record("hooks (10 no-op plugins)", "flowkernel", seconds, n)
+            record(f"fan-in {size}", "concurrent.futures", best["cf"], size)
+            record(f"fan-in {size}", "flowkernel", best["fk"], size)
+            record(f"fan-in {size} late", "flowkernel", best["fk late"], size)
+        record("diamond", "flowkernel", best_of(repeats, lambda: fk_diamond(apps, n)), n)
+        record("memo", "flowkernel", best_of(repeats, lambda: fk_memo(apps, n)), n)
 
         parsl_setup = _parsl(workers, os.path.join(tmp, "parsl"))
         if parsl_setup is not None:
