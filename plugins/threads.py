@@ -6,9 +6,13 @@ executor when a config names none.
 The pool is its own, not ``concurrent.futures``': the kernel already keeps a
 future per task, so a second one per task (with its condition variable and
 callback list) would be pure overhead.  Work waits in a heap ordered by
-priority, then submission order, guarded by ``_lock``; a ``SimpleQueue`` of
-wake-up tokens (one per item) lets idle workers sleep.  Workers report each
-result straight to the kernel's ``done`` callback.
+priority, then submission order, guarded by ``_lock``.  A worker takes work
+from the heap until it is empty and only then sleeps, on a ``SimpleQueue`` of
+wake-up tokens; a submission puts a token only when a worker is asleep and no
+token is already on its way to it.  With one token per item instead, as
+``concurrent.futures`` does, a burst of submissions woke a sleeping thread for
+nearly every task, and each of those context switches cost more than the task.
+Workers report each result straight to the kernel's ``done`` callback.
 
 A task that becomes ready *on a worker* (its input just finished there) goes
 to that worker's own "next" slot instead of the heap, unless something of
@@ -90,7 +94,13 @@ class ThreadPoolExecutor(Executor):
         self._lock = threading.Lock()
         self._wakeup: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._outstanding = 0
+        self._asleep = 0  # workers waiting for a token; guarded by _lock
+        self._tokens = 0  # wake-up tokens put and not yet taken; guarded by _lock
+        self._submitted = 0  # guarded by _lock, as is _cancelled
+        self._cancelled = 0
+        # Tasks finished, per worker: each worker adds to its own slot only,
+        # so finishing a task takes no lock.
+        self._finished = [0] * max_threads
         self._shut = False
         self._worker = threading.local()  # on worker threads: ``next``, the slot above
 
@@ -99,7 +109,10 @@ class ThreadPoolExecutor(Executor):
             return
         for n in range(self.max_threads):
             thread = threading.Thread(
-                target=self._work_loop, name=f"{self.thread_name_prefix}-{n}", daemon=True
+                target=self._work_loop,
+                args=(n,),
+                name=f"{self.thread_name_prefix}-{n}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
@@ -126,12 +139,16 @@ class ThreadPoolExecutor(Executor):
         with self._lock:
             if self._shut:
                 raise RuntimeError(f"executor {self.label!r} has been shut down")
-            self._outstanding += 1
+            self._submitted += 1
             if keep and (not self._heap or -self._heap[0][0] <= priority):
                 worker.next = work
                 return work
             heapq.heappush(self._heap, (-priority, next(self._seq), work))
-        self._wakeup.put(None)
+            wake = self._asleep > self._tokens
+            if wake:
+                self._tokens += 1
+        if wake:
+            self._wakeup.put(None)
         return work
 
     def _cancel(self, work: _Work) -> bool:
@@ -139,13 +156,15 @@ class ThreadPoolExecutor(Executor):
             if work.started or work.cancelled:
                 return False
             work.cancelled = True
-            self._outstanding -= 1
+            self._cancelled += 1
         return True
 
-    def _work_loop(self) -> None:
+    def _work_loop(self, number: int) -> None:
         get = self._wakeup.get
         slot = self._worker
         slot.next = None
+        finished = self._finished
+        stopping = False  # a stop token came: run what is left in the heap, then return
         while True:
             kept = slot.next
             if kept is not None:
@@ -156,23 +175,32 @@ class ThreadPoolExecutor(Executor):
                     kept.started = True
                 work = kept
             else:
-                if get() is _STOP:
-                    return
                 with self._lock:
-                    if not self._heap:
-                        continue
-                    work = heapq.heappop(self._heap)[2]
-                    if work.cancelled:
-                        continue
-                    work.started = True
+                    if self._heap:
+                        work = heapq.heappop(self._heap)[2]
+                        if work.cancelled:
+                            continue
+                        work.started = True
+                    elif stopping:
+                        return
+                    else:
+                        self._asleep += 1
+                        work = None
+                if work is None:
+                    token = get()
+                    with self._lock:
+                        self._asleep -= 1
+                        if token is not _STOP:
+                            self._tokens -= 1
+                    stopping = token is _STOP
+                    continue
             try:
                 result = work.func(*work.args, **work.kwargs)
             except BaseException as exc:
                 outcome: tuple[Any, BaseException | None] = (None, exc)
             else:
                 outcome = (result, None)
-            with self._lock:
-                self._outstanding -= 1
+            finished[number] += 1
             try:
                 work.done(*outcome)
             except BaseException:  # the kernel handles its own errors; this is a last resort
@@ -181,14 +209,15 @@ class ThreadPoolExecutor(Executor):
 
     @property
     def outstanding(self) -> int:
-        return self._outstanding
+        # A gauge: exact when the pool is quiet, a moment behind while it runs.
+        return self._submitted - self._cancelled - sum(self._finished)
 
     def shutdown(self) -> None:
         """Let queued and running tasks finish, then stop the threads."""
         with self._lock:
             self._shut = True
         for _ in self._threads:
-            self._wakeup.put(_STOP)  # after every queued item's token
+            self._wakeup.put(_STOP)  # a worker takes it only once the heap is empty
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -192,6 +193,22 @@ class ExecutorConformance:
         executor.shutdown()
         assert future.done()
         assert future.result(timeout=0) == "finished"
+
+    def test_shutdown_runs_every_task_still_queued(
+        self, make_executor: MakeExecutor, tmp_path: Path
+    ) -> None:
+        """More tasks than workers, all waiting when shutdown begins: none is dropped."""
+        executor = make_executor("draining")
+        executor.start()
+        release = tmp_path / "release"
+        futures = [executor.submit(wait_then_return, {}, str(release), i) for i in range(12)]
+        # Released from another thread once shutdown() is (very likely) waiting.
+        opener = threading.Timer(0.3, release.touch)
+        opener.start()
+        executor.shutdown()
+        opener.join()
+        assert [f.result(timeout=0) for f in futures] == list(range(12))
+        assert executor.outstanding == 0
 
     def test_submit_after_shutdown_is_refused(self, make_executor: MakeExecutor) -> None:
         executor = make_executor("closed")
