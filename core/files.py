@@ -13,8 +13,14 @@ import os
 from urllib.parse import urlparse
 
 
-class File(os.PathLike[str]):
-    """A file named by a URL or a local path; usable wherever a path is (``os.fspath``)."""
+class File:
+    """A file named by a URL or a local path; usable wherever a path is (``os.fspath``).
+
+    It is an ``os.PathLike`` by its ``__fspath__`` method rather than by
+    inheritance: subclassing that ABC would make every ``isinstance(x, File)``
+    go through ``ABCMeta.__instancecheck__``, ten times slower, and the kernel
+    asks it about every argument of every task.
+    """
 
     def __init__(self, url: str | os.PathLike[str]) -> None:
         self.url = os.fspath(url)

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_Callback = Callable[[Future[Any]], object]
 
 _DONE_STATES = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
 _LOCKS = tuple(threading.Lock() for _ in range(64))
@@ -70,7 +71,9 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
         self._state = PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._callbacks: list[Callable[[Future[Any]], object]] | None = None
+        # None, one callback, or a list of them: most futures get one, and a
+        # list per future would be one more object for the garbage collector.
+        self._callbacks: _Callback | list[_Callback] | None = None
         self._waiter_list: list[Any] | None = None
         self.task_record = task_record
         self._outputs: Sequence[DataFuture] = ()
@@ -96,11 +99,12 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
         return waiters
 
     @property
-    def _done_callbacks(self) -> list[Callable[[Future[Any]], object]]:
-        # Read by Future's own methods, which run under the condition.
+    def _done_callbacks(self) -> list[_Callback]:
+        # Read by Future's own methods, which run under the condition (and
+        # then no other code changes _callbacks).
         callbacks = self._callbacks
-        if callbacks is None:
-            callbacks = self._callbacks = []
+        if not isinstance(callbacks, list):
+            callbacks = self._callbacks = [] if callbacks is None else [callbacks]
         return callbacks
 
     # -- completing ---------------------------------------------------------------
@@ -118,7 +122,7 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
                 use_condition = True
         if use_condition:
             super().set_result(result)  # someone may be waiting: the usual way
-        elif callbacks:
+        elif callbacks is not None:
             self._call(callbacks)
 
     def set_exception(self, exception: BaseException | None) -> None:
@@ -134,17 +138,20 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
                 use_condition = True
         if use_condition:
             super().set_exception(exception)
-        elif callbacks:
+        elif callbacks is not None:
             self._call(callbacks)
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         with _LOCKS[id(self) >> 4 & 63]:
             if self._cond is None:
                 if self._state not in _DONE_STATES:
-                    if self._callbacks is None:
-                        self._callbacks = [fn]
+                    callbacks = self._callbacks
+                    if callbacks is None:
+                        self._callbacks = fn
+                    elif isinstance(callbacks, list):
+                        callbacks.append(fn)
                     else:
-                        self._callbacks.append(fn)
+                        self._callbacks = [callbacks, fn]
                     return
                 use_condition = False
             else:
@@ -152,10 +159,10 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
         if use_condition:
             super().add_done_callback(fn)
         else:
-            self._call((fn,))
+            self._call(fn)
 
-    def _call(self, callbacks: Sequence[Callable[[Future[Any]], object]]) -> None:
-        for callback in callbacks:
+    def _call(self, callbacks: _Callback | list[_Callback]) -> None:
+        for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
             try:
                 callback(self)
             except Exception:
@@ -163,7 +170,7 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
 
     def _invoke_callbacks(self) -> None:
         callbacks = self._callbacks
-        if callbacks:
+        if callbacks is not None:
             self._call(callbacks)
 
     # -- reading --------------------------------------------------------------------

@@ -423,7 +423,7 @@ class DataFlowKernel:
         """
         if self.cleanup_called:
             raise NoDataFlowKernelError("Cannot submit to a DFK that has been cleaned up")
-        candidates = self._candidates(executors)
+        candidates = self._labels if executors == "all" else self._candidates(executors)
         if self._room is not None:
             self._wait_for_room()
         kwargs = app_kwargs if app_kwargs is not None else {}
@@ -438,13 +438,18 @@ class DataFlowKernel:
             kwargs=kwargs,
             candidates=candidates,
             memoize=cache,
-            ignore_for_cache=ignore_for_cache or (),
             join=join,
             resource_specification=kwargs.get("parsl_resource_specification") or {},
         )
-        task.priority = priority
-        task.retries = retries
-        task.retry_policy = retry_policy if retry_policy is not None else self._config.retry_policy
+        # Set only when not the default, so the task stores nothing for them.
+        if ignore_for_cache:
+            task.ignore_for_cache = ignore_for_cache
+        if priority:
+            task.priority = priority
+        if retries is not None:
+            task.retries = retries
+        if retry_policy is not None:
+            task.retry_policy = retry_policy
         future: AppFuture[Any] = AppFuture(task)
         task.app_fu = future
         self.tasks[task_id] = task  # one dict operation: atomic
@@ -881,6 +886,8 @@ class DataFlowKernel:
         final: BaseException = exc
         retry = False
         policy = task.retry_policy
+        if policy is None:
+            policy = self._config.retry_policy
         budget = task.retries
         if budget is None:
             budget = (

@@ -37,12 +37,14 @@ class StateCounts:
 
     def mine(self) -> list[int]:
         """This thread's counts, for it alone to change (``SLOT[state]``, ``SUBMITTED``)."""
-        counts: list[int] | None = getattr(self._local, "counts", None)
-        if counts is None:
-            counts = self._local.counts = [0] * (SUBMITTED + 1)
+        try:
+            return self._local.counts  # type: ignore[no-any-return]
+        except AttributeError:  # this thread's first count
+            counts: list[int] = [0] * (SUBMITTED + 1)
+            self._local.counts = counts
             with self._lock:
                 self._lists.append(counts)
-        return counts
+            return counts
 
     def _total(self) -> list[int]:
         with self._lock:

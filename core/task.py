@@ -8,7 +8,7 @@ code written for Parsl keep working.
 Threads: fields are written by the thread that submitted the task until it is
 pending, and after that by one thread at a time: whichever carries the task's
 current step (see the kernel's module docstring); ``status`` only under the
-kernel's lock.
+task's stripe lock in the kernel.
 """
 
 from __future__ import annotations
@@ -32,36 +32,26 @@ _KEY_ALIASES = {"dfk": "kernel"}
 class TaskRecord:
     """One task: its function and arguments, where it is in its life, and its failures."""
 
+    # Fields every task sets are slots.  Fields most tasks never change are
+    # class attributes below: a task stores one (in its ``__dict__``, made on
+    # demand) only once it is set, which saves time and memory per task.
     __slots__ = (
+        "__dict__",
         "__weakref__",
-        "_unfinished",
         "app_fu",
         "args",
-        "cancelling",
         "candidates",
         "depends",
         "exec_fu",
         "executor",
-        "fail_cost",
-        "fail_count",
-        "fail_history",
-        "from_memo",
         "func",
-        "func_name",
-        "hashsum",
         "id",
-        "ignore_for_cache",
         "join",
-        "joins",
         "kernel",
         "kwargs",
         "memoize",
-        "priority",
         "resource_specification",
-        "retries",
-        "retry_policy",
         "runner",
-        "stage_outs",
         "status",
         "time_invoked",
         "time_returned",
@@ -69,6 +59,23 @@ class TaskRecord:
         "try_time_launched",
         "try_time_returned",
     )
+
+    joins: Future[Any] | list[Future[Any]] | None = None
+    hashsum: str | None = None
+    from_memo: bool | None = None
+    fail_count: int = 0
+    fail_cost: float = 0.0
+    fail_history: Sequence[str] = ()  # a list from the first failure on
+    priority: float = 0
+    cancelling: bool = False
+    retries: int | None = None  # this task's budget, when not the config's
+    retry_policy: RetryPolicy | None = None  # this task's, when not the config's
+    ignore_for_cache: Sequence[str] = ()
+    # (mover, file) pairs to run after the app succeeds, before it completes.
+    stage_outs: Sequence[tuple[Callable[..., Any], Any]] = ()
+    # Inputs (or joined futures) not yet done, plus one guard held while
+    # callbacks are being attached; see DataFlowKernel._count_down.
+    _unfinished: int = 0
 
     def __init__(
         self,
@@ -81,14 +88,12 @@ class TaskRecord:
         kwargs: dict[str, Any],
         candidates: tuple[str, ...],
         memoize: bool,
-        ignore_for_cache: Sequence[str],
         join: bool,
         resource_specification: dict[str, Any],
     ) -> None:
         self.id = task_id
         self.kernel = kernel
         self.func = func
-        self.func_name: str = getattr(func, "__name__", type(func).__name__)
         # What the executor calls: ``func`` itself, or a wrapper that runs a
         # shell command, captures streams or enforces a walltime.
         self.runner = runner
@@ -97,35 +102,24 @@ class TaskRecord:
         self.candidates = candidates
         self.executor: str | None = None
         self.memoize = memoize
-        self.ignore_for_cache = ignore_for_cache
         self.join = join
-        self.joins: Future[Any] | list[Future[Any]] | None = None
         self.resource_specification = resource_specification
         self.status = States.unsched
-        # Empty tuples stand for "none" below: a task carries no list it does
-        # not need, which is most of them (memory per pending task counts).
+        # Empty tuples stand for "none": a task carries no list it does not need.
         self.depends: Sequence[Future[Any]] = ()
         self.app_fu: AppFuture[Any] | None = None
         self.exec_fu: Any = None  # the executor's handle of the running try
-        self.hashsum: str | None = None
-        self.from_memo: bool | None = None
-        self.fail_count = 0
-        self.fail_cost = 0.0
-        self.fail_history: Sequence[str] = ()  # a list from the first failure on
         self.try_id = 0
-        self.priority: float = 0
-        self.cancelling = False
-        self.retries: int | None = None  # this task's budget, when not the config's
-        self.retry_policy: RetryPolicy | None = None
-        # (mover, file) pairs to run after the app succeeds, before it completes.
-        self.stage_outs: Sequence[tuple[Callable[..., Any], Any]] = ()
         self.time_invoked = time.time()
         self.time_returned: float | None = None
         self.try_time_launched: float | None = None
         self.try_time_returned: float | None = None
-        # Inputs (or joined futures) not yet done, plus one guard held while
-        # callbacks are being attached; see DataFlowKernel._count_down.
-        self._unfinished = 0
+
+    @property
+    def func_name(self) -> str:
+        """The function's name, for logs and reports."""
+        func = self.func
+        return getattr(func, "__name__", type(func).__name__)
 
     # -- Parsl's dict-shaped access ------------------------------------------
 
@@ -157,4 +151,8 @@ class TaskRecord:
         return f"<TaskRecord {self.id} {self.func_name} {self.status.name}>"
 
 
-_PUBLIC_FIELDS = frozenset(name for name in TaskRecord.__slots__ if not name.startswith("_"))
+_PUBLIC_FIELDS = frozenset(
+    name
+    for name in (*TaskRecord.__slots__, *TaskRecord.__annotations__, "func_name")
+    if not name.startswith("_")
+)
