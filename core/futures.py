@@ -110,36 +110,27 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
     # -- completing ---------------------------------------------------------------
 
     def set_result(self, result: Any) -> None:
-        with _LOCKS[id(self) >> 4 & 63]:
-            if self._cond is None:
-                if self._state in _DONE_STATES:
-                    raise InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._state = FINISHED
-                callbacks, self._callbacks = self._callbacks, None
-                use_condition = False
-            else:
-                use_condition = True
-        if use_condition:
+        if not self._finish(result, None):
             super().set_result(result)  # someone may be waiting: the usual way
-        elif callbacks is not None:
-            self._call(callbacks)
 
     def set_exception(self, exception: BaseException | None) -> None:
-        with _LOCKS[id(self) >> 4 & 63]:
-            if self._cond is None:
-                if self._state in _DONE_STATES:
-                    raise InvalidStateError(f"{self._state}: {self!r}")
-                self._exception = exception
-                self._state = FINISHED
-                callbacks, self._callbacks = self._callbacks, None
-                use_condition = False
-            else:
-                use_condition = True
-        if use_condition:
+        if not self._finish(None, exception):
             super().set_exception(exception)
-        elif callbacks is not None:
+
+    def _finish(self, result: Any, exception: BaseException | None) -> bool:
+        """Complete a future nobody waits on; False if it has a condition (use Future's way)."""
+        with _LOCKS[id(self) >> 4 & 63]:
+            if self._cond is not None:
+                return False
+            if self._state in _DONE_STATES:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._exception = exception
+            self._state = FINISHED
+            callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
             self._call(callbacks)
+        return True
 
     def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         with _LOCKS[id(self) >> 4 & 63]:
