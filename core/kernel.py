@@ -609,8 +609,7 @@ class DataFlowKernel:
     # ------------------------------------------------------------------
 
     def _candidates(self, executors: str | Sequence[str]) -> tuple[str, ...]:
-        if executors == "all":
-            return self._labels
+        """The labels a task names (``"all"`` is answered by ``submit`` itself, inline)."""
         labels = (executors,) if isinstance(executors, str) else tuple(executors)
         unknown = [lb for lb in labels if lb not in self.executors and lb not in _OWN_EXECUTORS]
         if unknown or not labels:
