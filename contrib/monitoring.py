@@ -12,8 +12,8 @@ Tables and views:
     and end, task count, counts per state.
 ``tries``
     One row per try of a task: run id, task id, try, app, executor, the state
-    that ended the try, and the times (nanoseconds since the epoch; 0 where
-    the try did not pass through that state) at which it became ``pending``
+    that ended the try, and the times (seconds since the epoch; NULL where the
+    try did not pass through that state) at which it became ``pending``
     (submitted or retried, waiting for its inputs), ``launched``, ``joining``
     and ended; then the task's input task ids, and its fail count, fail
     history (JSON) and whether its result came from the memo table as they
@@ -25,15 +25,19 @@ Tables and views:
     One row per ended task (its last try): run id, task id, app, input task
     ids, fail count, fail history, from memo.
 
-Why a row per try rather than per transition: every microsecond of Python in
-the state hook or the writer is taken from the workflow (one GIL).  The hook
-notes each transition's time in a dict and, when a try ends, appends its
-values to one flat list — no lock, no formatting, no object per row for the
-garbage collector to trace.  A writer thread takes the queued tries a few times
-a second and inserts them several hundred rows per statement: the sqlite3
-module lets go of the GIL for every statement it steps, and doing that once
-per row (``executemany`` of single rows) cost more than the rows themselves on
-two cores.  ``tries`` has no index to keep up: a report reads a run whole.
+Why a row per try, written when the try ends: every microsecond of Python in
+the state hook or the writer is taken from the workflow (one GIL), and a
+workflow of trivial tasks spends only some 25 µs per task.  The kernel already
+stamps a try's times on the task record (``time_invoked``,
+``try_time_pending``, ``try_time_launched``, ``try_time_returned``), so the
+recorder observes only the transitions that end a try (``entering``), and
+there copies the record's fields in one C call (``attrgetter``) onto a list —
+no lock, no formatting, one hook call per task.  A writer thread takes the
+queued tries a few times a second, turns them into rows and inserts several
+hundred rows per statement: the sqlite3 module lets go of the GIL for every
+statement it steps, and doing that once per row (``executemany`` of single
+rows) cost more than the rows themselves on two cores.  ``tries`` has no index
+to keep up: a report reads a run whole.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import operator
 import os
 import socket
 import sqlite3
@@ -49,7 +54,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowkernel.markers import hookimpl
+from flowkernel.markers import entering, hookimpl
 from flowkernel.states import FINAL_STATES, States
 
 if TYPE_CHECKING:
@@ -67,27 +72,27 @@ CREATE TABLE IF NOT EXISTS workflow (
 );
 CREATE TABLE IF NOT EXISTS tries (
     run_id TEXT, task_id INTEGER, try_id INTEGER, app TEXT, executor TEXT,
-    state TEXT, pending INTEGER, launched INTEGER, joining INTEGER, ended INTEGER,
+    state TEXT, pending REAL, launched REAL, joining REAL, ended REAL,
     depends TEXT, fail_count INTEGER, fail_history TEXT, from_memo INTEGER
 );
 CREATE VIEW IF NOT EXISTS transition AS
-    SELECT run_id, task_id, try_id, app, executor, 'pending' AS state, pending / 1e9 AS at
-    FROM tries WHERE pending > 0
+    SELECT run_id, task_id, try_id, app, executor, 'pending' AS state, pending AS at
+    FROM tries WHERE pending IS NOT NULL
     UNION ALL
-    SELECT run_id, task_id, try_id, app, executor, 'launched', launched / 1e9
-    FROM tries WHERE launched > 0
+    SELECT run_id, task_id, try_id, app, executor, 'launched', launched
+    FROM tries WHERE launched IS NOT NULL
     UNION ALL
-    SELECT run_id, task_id, try_id, app, executor, 'joining', joining / 1e9
-    FROM tries WHERE joining > 0
+    SELECT run_id, task_id, try_id, app, executor, 'joining', joining
+    FROM tries WHERE joining IS NOT NULL
     UNION ALL
-    SELECT run_id, task_id, try_id, app, executor, state, ended / 1e9 FROM tries;
+    SELECT run_id, task_id, try_id, app, executor, state, ended FROM tries;
 CREATE VIEW IF NOT EXISTS task AS
     SELECT run_id, task_id, app, depends, fail_count, fail_history, from_memo
     FROM tries WHERE state <> 'fail_retryable';
 """
 
 _COLUMNS = 13
-"""Values per queued try (every column of ``tries`` but the run id)."""
+"""Values per try row (every column of ``tries`` but the run id)."""
 
 # SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
 _ROWS_PER_INSERT = min(500, (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // _COLUMNS)
@@ -96,14 +101,17 @@ _ROWS_PER_INSERT = min(500, (32766 if sqlite3.sqlite_version_info >= (3, 32) els
 FLUSH_INTERVAL = 0.25
 """Seconds between the writer's batches."""
 
-_NAMES = {state: state.name for state in States}
-_TRY_ENDS = frozenset(FINAL_STATES | {States.fail_retryable})
-_PENDING = States.pending
-_LAUNCHED = States.launched
+_TRY_ENDS = (*FINAL_STATES, States.fail_retryable)
 _JOINING = States.joining
-_RETRYABLE = States.fail_retryable
-_UNSCHED = States.unsched
-_now = time.time_ns
+_NAMES = {state: state.name for state in States}
+_now = time.time
+
+_snapshot = operator.attrgetter(
+    "id", "try_id", "func", "executor", "status", "time_invoked", "try_time_pending",
+    "try_time_launched", "try_time_returned", "depends", "fail_count", "fail_history",
+    "from_memo",
+)  # fmt: skip
+"""A try's fields as they stand when it ends, copied in one call."""
 
 
 def _insert(db: sqlite3.Connection, run_id: str, values: list[Any]) -> None:
@@ -122,6 +130,37 @@ def _insert(db: sqlite3.Connection, run_id: str, values: list[Any]) -> None:
         db.execute("INSERT INTO tries VALUES " + ",".join([one] * rows), rest)
 
 
+def _input_ids(depends: Any) -> str:
+    return ",".join(str(f.tid) for f in depends if hasattr(f, "tid"))
+
+
+def _rows(ended: list[tuple[tuple[Any, ...], States, float]]) -> list[Any]:
+    """The ``tries`` values of ended tries, row after row, in one flat list."""
+    values: list[Any] = []
+    add = values.extend
+    names: dict[Any, str] = {}
+    for snapshot, old, at in ended:
+        (tid, try_id, func, executor, state, invoked, pending, launched, returned, depends,
+         fail_count, history, from_memo) = snapshot  # fmt: skip
+        if not try_id or pending is None:
+            pending = invoked
+        # A try that ended before it launched still shows the last try's times.
+        if launched is not None and launched < pending:
+            launched = returned = None
+        name = names.get(func)
+        if name is None:
+            name = names[func] = getattr(func, "__name__", type(func).__name__)
+        add(
+            (
+                tid, try_id, name, executor, _NAMES[state], pending, launched,
+                returned if old is _JOINING else None, at,
+                _input_ids(depends) if depends else "", fail_count,
+                json.dumps(list(history)) if history else "[]", 1 if from_memo else 0,
+            )
+        )  # fmt: skip
+    return values
+
+
 def database_path(kernel: DataFlowKernel) -> str | None:
     """Where a kernel's config says to record, or None when monitoring is off."""
     setting = kernel.config.monitoring
@@ -136,29 +175,20 @@ class Recorder:
     """Records one kernel's run; registered on that kernel's plugins only.
 
     A try is everything from a task entering ``pending`` to the state that
-    ends the try (``fail_retryable`` or a final state).  The hook keeps the
-    times of the try's transitions in ``_pending``/``_launched``/``_joining``
-    (task id -> nanoseconds) and at its end appends the ``_COLUMNS`` values
-    of its ``tries`` row to ``_values``.
+    ends the try (``fail_retryable`` or a final state).  When it ends, the
+    hook appends a copy of the task's fields, the state it left and the time
+    to ``_ended``; the writer thread makes rows of them.
 
-    The kernel finishes a transition's hooks before it starts what leads to
-    the next transition, so one task's hooks never overlap.  Dict updates and
-    ``list.extend`` are atomic, so hooks of different tasks need no lock, and
-    the writer can take the first values off the list while hooks append.
+    ``list.append`` is atomic, so hooks of different tasks need no lock, and
+    the writer can take the first entries off the list while hooks append.
     """
 
     def __init__(self, kernel: DataFlowKernel, path: str) -> None:
         self.kernel = kernel
         self.path = path
         self.run_id = kernel.run_id
-        # The ended tries' values, row after row: a flat list of ints and
-        # strings is one object for the garbage collector, however long.
-        self._values: list[Any] = []
-        self._add = self._values.extend
-        self._pending: dict[int, int] = {}
-        self._launched: dict[int, int] = {}
-        self._joining: dict[int, int] = {}
-        self._inputs: dict[int, str] = {}  # task id -> its input task ids, until it ends
+        self._ended: list[tuple[tuple[Any, ...], States, float]] = []
+        self._append = self._ended.append
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="flowkernel-monitoring", daemon=True
@@ -188,30 +218,9 @@ class Recorder:
     # -- hooks (this kernel only) ----------------------------------------------
 
     @hookimpl
+    @entering(*_TRY_ENDS)
     def flowkernel_task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        now = _now()
-        tid = task.id
-        if new is _PENDING:
-            if old is _UNSCHED and task.depends:  # known now, forgotten at launch
-                self._inputs[tid] = ",".join(str(f.tid) for f in task.depends if hasattr(f, "tid"))
-            self._pending[tid] = now
-        elif new is _LAUNCHED:
-            self._launched[tid] = now
-        elif new in _TRY_ENDS:
-            # No None among the values: sqlite3 binds None by a slow path.
-            history = task.fail_history
-            self._add(
-                (
-                    tid, task.try_id, task.func_name, task.executor or "", _NAMES[new],
-                    self._pending.pop(tid, 0), self._launched.pop(tid, 0),
-                    self._joining.pop(tid, 0), now,
-                    self._inputs.get(tid, "") if new is _RETRYABLE else self._inputs.pop(tid, ""),
-                    task.fail_count, json.dumps(list(history)) if history else "[]",
-                    1 if task.from_memo else 0,
-                )
-            )  # fmt: skip
-        elif new is _JOINING:
-            self._joining[tid] = now
+        self._append((_snapshot(task), old, _now()))
 
     @hookimpl
     def flowkernel_kernel_stopped(self, kernel: DataFlowKernel) -> None:
@@ -226,15 +235,15 @@ class Recorder:
         while True:
             stopping = self._stop.wait(FLUSH_INTERVAL)
             # Hooks only append, so the first ``taken`` values stay put.
-            taken = len(self._values)
-            values = self._values[:taken]
-            del self._values[:taken]
+            taken = len(self._ended)
+            ended = self._ended[:taken]
+            del self._ended[:taken]
             try:
-                if values:
-                    _insert(self._db, self.run_id, values)
+                if ended:
+                    _insert(self._db, self.run_id, _rows(ended))
                 self._db.commit()
             except Exception:
-                logger.exception("monitoring: writing %d tries failed", taken // _COLUMNS)
+                logger.exception("monitoring: writing %d tries failed", taken)
             if stopping:
                 self._finish()
                 return

@@ -257,8 +257,11 @@ def flowkernel_task_state_changed(task: TaskRecord, old: States, new: States) ->
     :param old: the state it left.
     :param new: the state it entered.
 
-    Every implementation is called; a raise is logged and counted, never
-    affects the task.
+    Every implementation is called, except one marked with
+    :func:`flowkernel.markers.entering`, which is called only for transitions
+    into the states it names (an observer of how tasks end then costs one
+    call per task, not one per transition); a raise is logged and counted,
+    never affects the task.
 
     A ``flowconf.py`` may implement this hook.
     """

@@ -695,7 +695,7 @@ class DataFlowKernel:
         if self._closing:
             self._fail(task, KernelShutdownError(task.id, "waiting to launch"))
             return
-        if task.depends:
+        if task.depends and not task.try_id:  # inputs are replaced once, before the first try
             failures = [
                 (exc, self._describe(dep))
                 for dep in task.depends
@@ -710,7 +710,6 @@ class DataFlowKernel:
             except Exception as exc:
                 self._fail(task, self._resolver_error(exc, "replacing the inputs", task))
                 return
-            task.depends = ()
         if task.memoize and self._memo_enabled and task.from_memo is None:
             if self._memoized(task):
                 return
@@ -934,6 +933,7 @@ class DataFlowKernel:
             self._retry(task)
 
     def _retry(self, task: TaskRecord, _arg: Any = None) -> None:
+        task.try_time_pending = time.time()
         if self._transition(task, States.pending):
             self._launch(task)
 
@@ -1015,7 +1015,7 @@ class DataFlowKernel:
             level = logging.DEBUG if old in FINAL_STATES else logging.ERROR
             logger.log(level, "task %d: transition %s -> %s refused", task.id, old.name, new.name)
             return False
-        if self.plugins.observes_states:
+        if self.plugins.state_observers[new]:
             self.plugins.task_state_changed(task, old, new)
         return True
 
@@ -1046,6 +1046,9 @@ class DataFlowKernel:
         """
         if self._config.garbage_collect:
             task.app_fu = None
+            # Inputs stay listed while the task lives (observers read them),
+            # but an ended task must not keep a chain of futures alive.
+            task.depends = ()
 
     def _ended(self, task: TaskRecord) -> None:
         """Bookkeeping once a task reached a final state, before its future completes."""

@@ -53,14 +53,14 @@ from flowkernel.errors import (
     PluginLoadError,
 )
 from flowkernel.executors import Executor
-from flowkernel.markers import PROJECT_NAME
+from flowkernel.markers import PROJECT_NAME, STATES_ATTRIBUTE
+from flowkernel.states import States
 
 if TYPE_CHECKING:
     from flowkernel.checkpoints import CheckpointStore
     from flowkernel.config import Config
     from flowkernel.dependencies import DependencyResolver
     from flowkernel.kernel import DataFlowKernel
-    from flowkernel.states import States
     from flowkernel.task import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -174,9 +174,9 @@ class Plugins:
         self.trace = _env_flag(ENV_TRACE)
         self._impls: dict[str, list[_Impl]] = {}
         self._executor_kinds: dict[str, tuple[str, Callable[..., Executor]]] | None = None
-        self._state_fast: list[tuple[str, Callable[..., Any]]] | None = None
-        self.observes_states = False
-        """Whether any plugin watches task transitions (the kernel skips the call if not)."""
+        self._state_fast = True
+        self.state_observers: dict[States, list[_Impl]] = {}
+        """The state hook's implementations by state entered (the kernel skips a call to none)."""
         self._collect()
         self._lock = threading.Lock()
         self.observer_errors = 0
@@ -193,12 +193,17 @@ class Plugins:
             ]
         full = ("task", "old", "new")
         state_impls = self._impls["flowkernel_task_state_changed"]
-        self._state_fast = (
-            [(plugin, function) for plugin, function, _ in state_impls]
-            if not self.trace and all(names == full for _, _, names in state_impls)
-            else None
-        )
-        self.observes_states = bool(state_impls)
+        # The common case (every argument, in the spec's order, no tracing)
+        # calls positionally, without building keyword dicts.
+        self._state_fast = not self.trace and all(names == full for _, _, names in state_impls)
+        self.state_observers = {
+            state: [
+                impl
+                for impl in state_impls
+                if state in getattr(impl[1], STATES_ATTRIBUTE, (state,))
+            ]
+            for state in States
+        }
 
     def register(self, plugin: Any, name: str) -> None:
         """Add a plugin to this kernel's set while it runs.
@@ -260,15 +265,25 @@ class Plugins:
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Tell every observer; a raise is logged and counted, never propagated."""
         for plugin, function, argnames in self._impls[hook_name]:
-            try:
-                result = function(*[kwargs[a] for a in argnames])
-            except Exception:
-                with self._lock:
-                    self.observer_errors += 1
-                logger.exception("hook %s in plugin %r raised; ignored", hook_name, plugin)
-                continue
-            if self.trace:
-                self._trace(hook_name, plugin, kwargs, result)
+            self._observe(hook_name, plugin, function, argnames, kwargs)
+
+    def _observe(
+        self,
+        hook_name: str,
+        plugin: str,
+        function: Callable[..., Any],
+        argnames: tuple[str, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        try:
+            result = function(*[kwargs[a] for a in argnames])
+        except Exception:
+            with self._lock:
+                self.observer_errors += 1
+            logger.exception("hook %s in plugin %r raised; ignored", hook_name, plugin)
+            return
+        if self.trace:
+            self._trace(hook_name, plugin, kwargs, result)
 
     # -- the hooks, typed --------------------------------------------------
 
@@ -456,12 +471,13 @@ class Plugins:
         return found
 
     def task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        # Called several times per task: the common case (every argument, in
-        # the spec's order, no tracing) skips building keyword dicts.
-        if self._state_fast is None:
-            self.notify("flowkernel_task_state_changed", task=task, old=old, new=new)
+        observers = self.state_observers[new]
+        if not self._state_fast:
+            kwargs = {"task": task, "old": old, "new": new}
+            for plugin, function, argnames in observers:
+                self._observe("flowkernel_task_state_changed", plugin, function, argnames, kwargs)
             return
-        for plugin, function in self._state_fast:
+        for plugin, function, _ in observers:
             try:
                 function(task, old, new)
             except Exception:

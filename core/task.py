@@ -76,6 +76,8 @@ class TaskRecord:
     # Inputs (or joined futures) not yet done, plus one guard held while
     # callbacks are being attached; see DataFlowKernel._count_down.
     _unfinished: int = 0
+    # When a retry became pending; the first try did at ``time_invoked``.
+    try_time_pending: float | None = None
 
     def __init__(
         self,

@@ -84,6 +84,11 @@ def test_the_monitoring_database_records_the_workflow_and_every_transition(
         )
     ]  # fmt: skip
     assert states == ["pending", "launched", "fail_retryable", "pending", "launched", "exec_done"]
+    # The task whose input failed never launched: its row says so, not an older time.
+    assert db.execute(
+        "SELECT pending > 0, launched, joining, ended >= pending "
+        "FROM tries WHERE state = 'dep_fail'"
+    ).fetchall() == [(1, None, None, 1)]
 
 
 def test_every_try_of_many_concurrent_tasks_is_recorded_in_order(config_factory) -> None:
@@ -104,8 +109,8 @@ def test_every_try_of_many_concurrent_tasks_is_recorded_in_order(config_factory)
     (tasks,) = db.execute("SELECT count(*) FROM task WHERE app = 'inc'").fetchone()
     assert tasks == 2003
     out_of_order = db.execute(
-        "SELECT count(*) FROM tries WHERE NOT (0 < pending AND pending <= launched "
-        "AND launched <= ended) AND app = 'inc'"
+        "SELECT count(*) FROM tries WHERE app = 'inc' AND NOT "
+        "coalesce(0 < pending AND pending <= launched AND launched <= ended, 0)"
     ).fetchone()[0]
     assert out_of_order == 0
     states = [s for (s,) in db.execute(

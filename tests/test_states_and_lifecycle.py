@@ -12,6 +12,7 @@ from _support import WAIT
 
 import flowkernel
 from flowkernel import States, python_app
+from flowkernel.markers import entering
 from flowkernel.states import FINAL_STATES, TRANSITIONS
 
 
@@ -83,6 +84,53 @@ def test_every_reported_transition_is_in_the_table_and_reported_once(config_fact
     ]  # fmt: skip
     assert by_task[futures[1].tid][-1] == (States.pending, States.dep_fail)
     assert by_task[futures[3].tid][-1] == (States.pending, States.memo_done)
+
+
+@pytest.mark.parametrize("trace", [False, True], ids=["fast-path", "traced"])
+def test_an_observer_marked_entering_sees_only_transitions_into_its_states(
+    config_factory, monkeypatch: pytest.MonkeyPatch, trace: bool
+) -> None:
+    if trace:  # tracing takes the keyword path through the plugin manager
+        monkeypatch.setenv("FLOWKERNEL_TRACE_PLUGINS", "1")
+    every: list[tuple[States, States]] = []
+    ends: list[tuple[int, States]] = []
+
+    class Everything:
+        @flowkernel.hookimpl
+        def flowkernel_task_state_changed(self, task, old, new):  # type: ignore[no-untyped-def]
+            every.append((old, new))
+
+    class Endings:
+        @flowkernel.hookimpl
+        @entering(States.exec_done, States.dep_fail)
+        def flowkernel_task_state_changed(self, task, new):  # type: ignore[no-untyped-def]
+            ends.append((task.id, new))
+
+    @python_app
+    def broken() -> int:
+        raise ValueError("x")
+
+    with flowkernel.load(config_factory(plugins=[Everything(), Endings()])):
+        first, second = ok(1), ok(broken())
+        assert first.result(timeout=WAIT) == 1
+        with pytest.raises(flowkernel.DependencyError):
+            second.result(timeout=WAIT)
+    assert sorted(ends) == [(first.tid, States.exec_done), (second.tid, States.dep_fail)]
+    assert len(every) == 8  # the unmarked observer still sees every transition
+    assert {new for _, new in every} == {
+        States.pending,
+        States.launched,
+        States.exec_done,
+        States.failed,
+        States.dep_fail,
+    }
+
+
+def test_entering_takes_states_only() -> None:
+    with pytest.raises(TypeError, match="one or more States"):
+        entering()
+    with pytest.raises(TypeError, match="one or more States"):
+        entering("exec_done")  # type: ignore[arg-type]
 
 
 def test_task_state_counts_add_up_after_a_run(dfk: flowkernel.DataFlowKernel) -> None:
