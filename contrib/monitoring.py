@@ -25,19 +25,24 @@ Tables and views:
     One row per ended task (its last try): run id, task id, app, input task
     ids, fail count, fail history, from memo.
 
+``try_log`` holds what the recorder wrote, as it came; ``tries`` reads it.
+
 Why a row per try, written when the try ends: every microsecond of Python in
 the state hook or the writer is taken from the workflow (one GIL), and a
 workflow of trivial tasks spends only some 25 µs per task.  The kernel already
 stamps a try's times on the task record (``time_invoked``,
 ``try_time_pending``, ``try_time_launched``, ``try_time_returned``), so the
-recorder observes only the transitions that end a try (``entering``), and
-there copies the record's fields in one C call (``attrgetter``) onto a list —
-no lock, no formatting, one hook call per task.  A writer thread takes the
-queued tries a few times a second, turns them into rows and inserts several
-hundred rows per statement: the sqlite3 module lets go of the GIL for every
-statement it steps, and doing that once per row (``executemany`` of single
-rows) cost more than the rows themselves on two cores.  ``tries`` has no index
-to keep up: a report reads a run whole.
+recorder observes only the transitions that end a try (``entering``), copies
+the record's fields in one C call (``attrgetter``) and extends one flat list
+of numbers and strings with them: no lock, no formatting, no object left for
+the garbage collector to scan, one hook call per task.  What needs thought
+(which time a try became pending, whether a launch time is this try's) is left
+to SQL in the ``tries`` view, off the GIL.  A writer thread takes the queued
+values a few times a second and inserts several hundred rows per statement:
+the sqlite3 module lets go of the GIL for every statement it steps, and doing
+that once per row (``executemany`` of single rows) cost more than the rows
+themselves on two cores.  ``try_log`` has no index to keep up: a report reads
+a run whole.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from flowkernel.errors import ConfigurationError
 from flowkernel.markers import entering, hookimpl
 from flowkernel.states import FINAL_STATES, States
 
@@ -65,16 +71,30 @@ logger = logging.getLogger(__name__)
 
 DB_NAME = "monitoring.db"
 
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of a database this module writes."""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workflow (
     run_id TEXT PRIMARY KEY, name TEXT, user TEXT, host TEXT, run_dir TEXT,
     began REAL, ended REAL, tasks INTEGER, counts TEXT
 );
-CREATE TABLE IF NOT EXISTS tries (
+CREATE TABLE IF NOT EXISTS try_log (
     run_id TEXT, task_id INTEGER, try_id INTEGER, app TEXT, executor TEXT,
-    state TEXT, pending REAL, launched REAL, joining REAL, ended REAL,
-    depends TEXT, fail_count INTEGER, fail_history TEXT, from_memo INTEGER
+    invoked REAL, launched REAL, returned REAL, fail_count INTEGER, retried REAL,
+    from_memo INTEGER, state TEXT, joined INTEGER, ended REAL, depends TEXT,
+    fail_history TEXT
 );
+CREATE VIEW IF NOT EXISTS tries AS
+    SELECT run_id, task_id, try_id, app, executor, state, pending,
+        -- a try that ended before it launched still carries the last try's time
+        CASE WHEN launched >= pending THEN launched END AS launched,
+        CASE WHEN joined THEN returned END AS joining,
+        ended, depends, fail_count, fail_history, from_memo
+    FROM (
+        SELECT *, CASE WHEN try_id = 0 OR retried = 0 THEN invoked ELSE retried END AS pending
+        FROM try_log
+    );
 CREATE VIEW IF NOT EXISTS transition AS
     SELECT run_id, task_id, try_id, app, executor, 'pending' AS state, pending AS at
     FROM tries WHERE pending IS NOT NULL
@@ -91,8 +111,22 @@ CREATE VIEW IF NOT EXISTS task AS
     FROM tries WHERE state <> 'fail_retryable';
 """
 
-_COLUMNS = 13
-"""Values per try row (every column of ``tries`` but the run id)."""
+_FIELDS = (
+    "id", "try_id", "func.__name__", "executor", "time_invoked", "try_time_launched",
+    "try_time_returned", "fail_count",
+)  # fmt: skip
+_fields = operator.attrgetter(*_FIELDS)
+"""The first ``try_log`` values, as a task record holds them, in one C call.
+
+The hook makes the rest exact ``int``, ``float`` or ``str`` itself: sqlite3
+binds ``None`` and ``bool`` through its adapter lookup, which cost the writer
+more per row than everything else together.
+"""
+_named_fields = operator.attrgetter(*("func_name" if f == "func.__name__" else f for f in _FIELDS))
+"""The same for a function without ``__name__`` (a ``functools.partial``, say)."""
+
+_COLUMNS = 15
+"""Values per queued try (every column of ``try_log`` but the run id)."""
 
 # SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
 _ROWS_PER_INSERT = min(500, (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // _COLUMNS)
@@ -106,59 +140,25 @@ _JOINING = States.joining
 _NAMES = {state: state.name for state in States}
 _now = time.time
 
-_snapshot = operator.attrgetter(
-    "id", "try_id", "func", "executor", "status", "time_invoked", "try_time_pending",
-    "try_time_launched", "try_time_returned", "depends", "fail_count", "fail_history",
-    "from_memo",
-)  # fmt: skip
-"""A try's fields as they stand when it ends, copied in one call."""
-
 
 def _insert(db: sqlite3.Connection, run_id: str, values: list[Any]) -> None:
-    """Insert rows of ``_COLUMNS`` values each into ``tries``, many per statement."""
+    """Insert rows of ``_COLUMNS`` values each into ``try_log``, many per statement."""
     run = "'" + run_id.replace("'", "''") + "'"
     one = "(" + run + ",?" * _COLUMNS + ")"
     per = _ROWS_PER_INSERT
     step = per * _COLUMNS
     full = len(values) - len(values) % step
     if full:
-        statement = "INSERT INTO tries VALUES " + ",".join([one] * per)
+        statement = "INSERT INTO try_log VALUES " + ",".join([one] * per)
         db.executemany(statement, (values[i : i + step] for i in range(0, full, step)))
     if full < len(values):
         rest = values[full:]
         rows = len(rest) // _COLUMNS
-        db.execute("INSERT INTO tries VALUES " + ",".join([one] * rows), rest)
+        db.execute("INSERT INTO try_log VALUES " + ",".join([one] * rows), rest)
 
 
 def _input_ids(depends: Any) -> str:
     return ",".join(str(f.tid) for f in depends if hasattr(f, "tid"))
-
-
-def _rows(ended: list[tuple[tuple[Any, ...], States, float]]) -> list[Any]:
-    """The ``tries`` values of ended tries, row after row, in one flat list."""
-    values: list[Any] = []
-    add = values.extend
-    names: dict[Any, str] = {}
-    for snapshot, old, at in ended:
-        (tid, try_id, func, executor, state, invoked, pending, launched, returned, depends,
-         fail_count, history, from_memo) = snapshot  # fmt: skip
-        if not try_id or pending is None:
-            pending = invoked
-        # A try that ended before it launched still shows the last try's times.
-        if launched is not None and launched < pending:
-            launched = returned = None
-        name = names.get(func)
-        if name is None:
-            name = names[func] = getattr(func, "__name__", type(func).__name__)
-        add(
-            (
-                tid, try_id, name, executor, _NAMES[state], pending, launched,
-                returned if old is _JOINING else None, at,
-                _input_ids(depends) if depends else "", fail_count,
-                json.dumps(list(history)) if history else "[]", 1 if from_memo else 0,
-            )
-        )  # fmt: skip
-    return values
 
 
 def database_path(kernel: DataFlowKernel) -> str | None:
@@ -176,19 +176,19 @@ class Recorder:
 
     A try is everything from a task entering ``pending`` to the state that
     ends the try (``fail_retryable`` or a final state).  When it ends, the
-    hook appends a copy of the task's fields, the state it left and the time
-    to ``_ended``; the writer thread makes rows of them.
+    hook extends ``_values`` with the ``_COLUMNS`` values of its row.
 
-    ``list.append`` is atomic, so hooks of different tasks need no lock, and
-    the writer can take the first entries off the list while hooks append.
+    One ``list.extend`` of a tuple is atomic, so hooks of different tasks need
+    no lock and never interleave their values, and the writer can take the
+    first values off the list while hooks append.
     """
 
     def __init__(self, kernel: DataFlowKernel, path: str) -> None:
         self.kernel = kernel
         self.path = path
         self.run_id = kernel.run_id
-        self._ended: list[tuple[tuple[Any, ...], States, float]] = []
-        self._append = self._ended.append
+        self._values: list[Any] = []
+        self._add = self._values.extend
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="flowkernel-monitoring", daemon=True
@@ -200,7 +200,16 @@ class Recorder:
         # acceptable, waiting for the disk on every batch is not.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=OFF")
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        (tables,) = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if tables and version != SCHEMA_VERSION:
+            self._db.close()
+            raise ConfigurationError(
+                f"monitoring database {path} has layout {version}, this flowkernel writes "
+                f"layout {SCHEMA_VERSION}: set Config(monitoring=...) to a new path"
+            )
         self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.execute(
             "INSERT OR REPLACE INTO workflow VALUES (?, ?, ?, ?, ?, ?, NULL, 0, NULL)",
             (
@@ -220,7 +229,19 @@ class Recorder:
     @hookimpl
     @entering(*_TRY_ENDS)
     def flowkernel_task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        self._append((_snapshot(task), old, _now()))
+        depends, history = task.depends, task.fail_history
+        try:
+            fields = _fields(task)
+        except AttributeError:
+            fields = _named_fields(task)
+        self._add(
+            (
+                *fields, task.try_time_pending or 0.0, 1 if task.from_memo else 0,
+                _NAMES[new], 1 if old is _JOINING else 0, _now(),
+                _input_ids(depends) if depends else "",
+                json.dumps(list(history)) if history else "[]",
+            )
+        )  # fmt: skip
 
     @hookimpl
     def flowkernel_kernel_stopped(self, kernel: DataFlowKernel) -> None:
@@ -235,15 +256,16 @@ class Recorder:
         while True:
             stopping = self._stop.wait(FLUSH_INTERVAL)
             # Hooks only append, so the first ``taken`` values stay put.
-            taken = len(self._ended)
-            ended = self._ended[:taken]
-            del self._ended[:taken]
+            # Hooks only append whole rows, so the first ``taken`` values stay put.
+            taken = len(self._values)
+            values = self._values[:taken]
+            del self._values[:taken]
             try:
-                if ended:
-                    _insert(self._db, self.run_id, _rows(ended))
+                if values:
+                    _insert(self._db, self.run_id, values)
                 self._db.commit()
             except Exception:
-                logger.exception("monitoring: writing %d tries failed", taken)
+                logger.exception("monitoring: writing %d tries failed", taken // _COLUMNS)
             if stopping:
                 self._finish()
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pty
 import select
@@ -140,6 +141,24 @@ def test_monitoring_to_a_chosen_path_and_not_at_all_by_default(
     plain = _workflow(config_factory)
     assert not os.path.exists(os.path.join(plain.run_dir, "monitoring.db"))
     assert not any(name.startswith("monitoring-recorder") for name in plain.plugins.infos)
+
+
+def test_a_database_of_another_layout_is_left_alone_with_an_error_naming_it(
+    config_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = tmp_path / "old.db"
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE tries (run_id TEXT, task_id INTEGER)")
+    db.execute("INSERT INTO tries VALUES ('earlier', 1)")
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.ERROR):
+        kernel = _workflow(config_factory, monitoring=str(old))
+    assert kernel.task_state_counts[flowkernel.States.exec_done] == 3  # the run went on
+    assert f"monitoring database {old} has layout 0" in caplog.text
+    db = sqlite3.connect(old)
+    assert db.execute("SELECT * FROM tries").fetchall() == [("earlier", 1)]
+    assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (1,)
 
 
 def test_the_report_holds_the_runs_numbers(config_factory, tmp_path: Path) -> None:
