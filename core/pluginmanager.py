@@ -523,6 +523,11 @@ def _validate(pm: pluggy.PluginManager, plugin: Any, info: PluginInfo) -> None:
                 f"{_where(member)}: plugin {info.name!r} makes {attr} a hook wrapper; "
                 "flowkernel calls implementations one by one and does not support wrappers"
             )
+        if hasattr(member, STATES_ATTRIBUTE) and attr != "flowkernel_task_state_changed":
+            raise PluginLoadError(
+                f"{_where(member)}: plugin {info.name!r} marks {attr} with entering(); "
+                "only flowkernel_task_state_changed is called per state"
+            )
         spec_params = set(inspect.signature(getattr(hookspecs, attr)).parameters)
         try:
             params = inspect.signature(member).parameters

@@ -126,11 +126,20 @@ def test_an_observer_marked_entering_sees_only_transitions_into_its_states(
     }
 
 
-def test_entering_takes_states_only() -> None:
+def test_entering_takes_states_only_and_marks_the_state_hook_only(config_factory) -> None:
     with pytest.raises(TypeError, match="one or more States"):
         entering()
     with pytest.raises(TypeError, match="one or more States"):
         entering("exec_done")  # type: ignore[arg-type]
+
+    class Misplaced:
+        @flowkernel.hookimpl
+        @entering(States.exec_done)
+        def flowkernel_kernel_started(self, kernel):  # type: ignore[no-untyped-def]
+            pass
+
+    with pytest.raises(flowkernel.PluginLoadError, match="marks flowkernel_kernel_started"):
+        flowkernel.load(config_factory(plugins=[Misplaced()]))
 
 
 def test_task_state_counts_add_up_after_a_run(dfk: flowkernel.DataFlowKernel) -> None:
