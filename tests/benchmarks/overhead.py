@@ -16,7 +16,9 @@ Workloads (N tasks unless said otherwise):
 * ``fan-in``      — N tasks and one task taking all N futures as ``inputs``,
   for N = 1,000 / 10,000 / 100,000 (capped at --tasks), both with the inputs
   already running and with inputs that finish only after the fan-in task was
-  submitted (``late``);
+  submitted (``late``); every sample covers as many tasks at each size (ten
+  fan-ins of 10,000 against one of 100,000), so that each size is timed over
+  as long a stretch of the machine's drifting speed;
 * ``diamond``     — one root, N middle tasks on it, one sink on all of them;
 * ``memo``        — N calls of a ``cache=True`` app over 100 distinct arguments;
 * ``hooks``       — ``independent`` with 10 extra no-op plugins implementing
@@ -313,17 +315,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         record("chain", "flowkernel", best["fk chain"], n)
         record("hooks (10 no-op plugins)", "flowkernel", best["hooks"], n)
         for size in sizes:
+            # Each sample covers as many tasks at every size (ten 10,000-task
+            # fan-ins against one of 100,000): the best of short samples is
+            # likelier to fall wholly into a fast moment of a shared machine,
+            # which would flatter the small sizes and so the scaling ratio.
+            times = max(1, sizes[-1] // size)
+
+            def again(fn: Callable[[], None], times: int = times) -> Callable[[], None]:
+                return lambda: [fn() for _ in range(times)] and None
+
             best = interleaved(
                 repeats,
                 {
-                    "cf": lambda s=size: cf_fan_in(pool, s),
-                    "fk": lambda s=size: fk_fan_in(apps, s),
-                    "fk late": lambda s=size: fk_fan_in(apps, s, late=True),
+                    "cf": again(lambda s=size: cf_fan_in(pool, s)),
+                    "fk": again(lambda s=size: fk_fan_in(apps, s)),
+                    "fk late": again(lambda s=size: fk_fan_in(apps, s, late=True)),
                 },
             )
-            record(f"fan-in {size}", "concurrent.futures", best["cf"], size)
-            record(f"fan-in {size}", "flowkernel", best["fk"], size)
-            record(f"fan-in {size} late", "flowkernel", best["fk late"], size)
+            record(f"fan-in {size}", "concurrent.futures", best["cf"], size * times)
+            record(f"fan-in {size}", "flowkernel", best["fk"], size * times)
+            record(f"fan-in {size} late", "flowkernel", best["fk late"], size * times)
         record("diamond", "flowkernel", best_of(repeats, lambda: fk_diamond(apps, n)), n)
         record("memo", "flowkernel", best_of(repeats, lambda: fk_memo(apps, n)), n)
 
