@@ -10,7 +10,7 @@ Tables and views:
 ``workflow``
     One row per kernel: run id, script name, user, host, run directory, start
     and end, task count, counts per state.
-``tries``
+``tries`` (view of ``try_log``, the table the recorder writes)
     One row per try of a task: run id, task id, try, app, executor, the state
     that ended the try, and the times (seconds since the epoch; NULL where the
     try did not pass through that state) at which it became ``pending``
@@ -24,8 +24,6 @@ Tables and views:
 ``task`` (view)
     One row per ended task (its last try): run id, task id, app, input task
     ids, fail count, fail history, from memo.
-
-``try_log`` holds what the recorder wrote, as it came; ``tries`` reads it.
 
 Why a row per try, written when the try ends: every microsecond of Python in
 the state hook or the writer is taken from the workflow (one GIL), and a
