@@ -194,10 +194,7 @@ class Recorder:
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False)
-        # A record of a run, not a bank: losing the last batch to a power cut is
-        # acceptable, waiting for the disk on every batch is not.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=OFF")
+        # Before anything is changed: a database of another layout is left as it was.
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         (tables,) = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if tables and version != SCHEMA_VERSION:
@@ -206,6 +203,10 @@ class Recorder:
                 f"monitoring database {path} has layout {version}, this flowkernel writes "
                 f"layout {SCHEMA_VERSION}: set Config(monitoring=...) to a new path"
             )
+        # A record of a run, not a bank: losing the last batch to a power cut is
+        # acceptable, waiting for the disk on every batch is not.
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db.execute(

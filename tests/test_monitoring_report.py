@@ -159,6 +159,7 @@ def test_a_database_of_another_layout_is_left_alone_with_an_error_naming_it(
     db = sqlite3.connect(old)
     assert db.execute("SELECT * FROM tries").fetchall() == [("earlier", 1)]
     assert db.execute("SELECT count(*) FROM sqlite_master").fetchone() == (1,)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # not switched to WAL
 
 
 def test_the_report_holds_the_runs_numbers(config_factory, tmp_path: Path) -> None:
