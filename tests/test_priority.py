@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 from _support import WAIT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import flowkernel
 from flowkernel import python_app
@@ -54,6 +56,26 @@ def test_priority_given_per_call_overrides_the_app(config_factory) -> None:
         return [record("a"), record("urgent", priority=99), record("b")]
 
     assert _order_of_runs(config_factory, submit) == ["urgent", "a", "b"]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.sampled_from([-2.5, -1, 0, 0, 0, 1, 4]), min_size=1, max_size=10))
+def test_waiting_tasks_run_by_priority_then_in_submission_order(
+    config_factory, priorities: list[float]
+) -> None:
+    # Priority 0 (the default) and other priorities wait in different places
+    # in the thread pool; the order across them must still be one order.
+    def submit(order: list[str]) -> list[flowkernel.AppFuture[None]]:
+        @python_app
+        def record(name: str) -> None:
+            order.append(name)
+
+        return [record(str(n), priority=p) for n, p in enumerate(priorities)]
+
+    ranked = sorted(range(len(priorities)), key=lambda n: -priorities[n])  # stable
+    assert _order_of_runs(config_factory, submit) == [str(n) for n in ranked]
 
 
 def test_a_function_with_its_own_priority_parameter_receives_it(
