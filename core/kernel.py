@@ -101,9 +101,23 @@ _OWN_EXECUTORS = (INTERNAL_EXECUTOR, STAGING_EXECUTOR)
 _Step = Callable[[TaskRecord, Any], None]
 
 _local = threading.local()
-"""Per thread: ``busy``, true while this thread runs a kernel step; ``queue``,
-the steps started meanwhile, run when it returns; ``internal``, true on the
+"""Per thread: ``steps``, its :class:`_Steps`; ``internal``, true on the
 kernel's own pool threads (exempt from backpressure)."""
+
+
+class _Steps:
+    """One thread's kernel steps: whether it is running one, and those started meanwhile.
+
+    One object with slots, so that a step costs one thread-local lookup
+    (about as dear as a dict lookup) instead of four.
+    """
+
+    __slots__ = ("busy", "queue")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.queue: collections.deque[tuple[_Step, TaskRecord, Any]] = collections.deque()
+
 
 _STRIPE_MASK = 63
 """Task ``id & _STRIPE_MASK`` picks the lock for the task's transitions (64 locks)."""
@@ -131,7 +145,7 @@ def _step_failed(step: _Step, task: TaskRecord, exc: BaseException) -> None:
 
 
 _DEFAULT_GC_THRESHOLDS = (700, 10, 10)
-_TUNED_GC_THRESHOLDS = (700, 100, 100)
+_TUNED_GC_THRESHOLDS = (700, 1000, 10)
 _gc_users = 0
 _gc_lock = threading.Lock()
 
@@ -141,8 +155,16 @@ def _tune_gc() -> bool:
 
     A kernel keeps many live objects per pending task, and CPython's default
     thresholds then rescan all of them over and over: on a 2-core machine that
-    doubled the cost of submitting a task.  Young objects are still collected
-    as often as before.  Thresholds someone else has set are left alone.
+    doubled the cost of submitting a task.  The middle generation is collected
+    a hundred times more rarely than by default, so that the records of tasks
+    that wait only briefly (a chain) are mostly freed before it is scanned:
+    in a chain of 100,000 tasks the collector then took 2.8 µs per task,
+    against 5.1 when it was collected ten times more rarely than by default
+    (measured with ``gc.callbacks``).
+    A full collection is considered every 7,000,000 net allocations instead of
+    70,000 (and runs only once the long-lived objects grew by a quarter, as
+    always); young objects are collected as often as by default.
+    Thresholds someone else has set are left alone.
     """
     global _gc_users
     with _gc_lock:
@@ -331,6 +353,7 @@ class DataFlowKernel:
         # more object per task for the garbage collector to scan (_wait_then).
         self._launch_step: _Step = self._launch
         self._one_done_step = self._one_done
+        self._exec_done_step: _Step = self._exec_done
         atexit.register(self._atexit_warning)
         self.plugins.kernel_started(self)
 
@@ -661,16 +684,14 @@ class DataFlowKernel:
 
     def _do(self, step: _Step, task: TaskRecord, arg: Any) -> None:
         """Run a kernel step now, or after the one this thread is already running."""
-        local = _local
-        queue: collections.deque[tuple[_Step, TaskRecord, Any]] | None = getattr(
-            local, "queue", None
-        )
-        if queue is None:
-            queue = local.queue = collections.deque()
-        elif local.busy:
-            queue.append((step, task, arg))
+        steps: _Steps | None = getattr(_local, "steps", None)
+        if steps is None:
+            steps = _local.steps = _Steps()
+        elif steps.busy:
+            steps.queue.append((step, task, arg))
             return
-        local.busy = True
+        queue = steps.queue
+        steps.busy = True
         try:
             while True:
                 try:
@@ -681,7 +702,7 @@ class DataFlowKernel:
                     break
                 step, task, arg = queue.popleft()
         finally:
-            local.busy = False
+            steps.busy = False
 
     # ------------------------------------------------------------------
     # Launching
@@ -695,12 +716,17 @@ class DataFlowKernel:
         if self._closing:
             self._fail(task, KernelShutdownError(task.id, "waiting to launch"))
             return
-        if task.depends and not task.try_id:  # inputs are replaced once, before the first try
-            failures = [
-                (exc, self._describe(dep))
-                for dep in task.depends
-                if (exc := _exception_of(dep)) is not None
-            ]
+        depends = task.depends
+        if depends and not task.try_id:  # inputs are replaced once, before the first try
+            # A plain loop, _exception_of written out: this runs for every input.
+            failures = []
+            for dep in depends:
+                try:
+                    exc = dep.exception(timeout=0)
+                except CancelledError:
+                    exc = CancelledError(f"{dep!r} was cancelled")
+                if exc is not None:
+                    failures.append((exc, self._describe(dep)))
             if failures:
                 logger.info("task %d failed because inputs failed", task.id)
                 self._fail(task, DependencyError(failures, task.id), States.dep_fail)
@@ -829,7 +855,7 @@ class DataFlowKernel:
     def _on_done(
         self, task: TaskRecord, try_id: int, result: Any, exc: BaseException | None
     ) -> None:
-        self._do(self._exec_done, task, (try_id, result, exc))
+        self._do(self._exec_done_step, task, (try_id, result, exc))
 
     def _exec_done(self, task: TaskRecord, outcome: tuple[int, Any, BaseException | None]) -> None:
         try_id, result, exc = outcome
@@ -1073,13 +1099,15 @@ class DataFlowKernel:
 
     def _unwrap(self, task: TaskRecord) -> None:
         unwrap = self._resolver.traverse_to_unwrap
-        task.args = [unwrap(arg) for arg in task.args]
+        task.args = list(map(unwrap, task.args))  # map: no comprehension frame per task
         kwargs = task.kwargs
+        if not kwargs:
+            return
         for key, value in kwargs.items():
             if key != "inputs":
                 kwargs[key] = unwrap(value)
         if kwargs.get("inputs"):
-            kwargs["inputs"] = [unwrap(item) for item in kwargs["inputs"]]
+            kwargs["inputs"] = list(map(unwrap, kwargs["inputs"]))
 
     def _describe(self, future: Future[Any]) -> str:
         if isinstance(future, AppFuture) and future.task_record.kernel is self:
