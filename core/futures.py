@@ -153,7 +153,13 @@ class AppFuture(Future, Generic[T]):  # type: ignore[type-arg]
             self._call(fn)
 
     def _call(self, callbacks: _Callback | list[_Callback]) -> None:
-        for callback in callbacks if isinstance(callbacks, list) else (callbacks,):
+        if not isinstance(callbacks, list):  # the usual case, without a loop
+            try:
+                callbacks(self)
+            except Exception:
+                logger.exception("exception calling callback for %r", self)
+            return
+        for callback in callbacks:
             try:
                 callback(self)
             except Exception:

@@ -352,7 +352,7 @@ class DataFlowKernel:
         # Bound once, here: a bound method made per waiting task would be one
         # more object per task for the garbage collector to scan (_wait_then).
         self._launch_step: _Step = self._launch
-        self._one_done_step = self._one_done
+        self._do_now = self._do
         self._exec_done_step: _Step = self._exec_done
         atexit.register(self._atexit_warning)
         self.plugins.kernel_started(self)
@@ -663,7 +663,8 @@ class DataFlowKernel:
         futures = list(futures)
         if len(futures) == 1:
             # One input (a chain): its callback fires once, so no count is needed.
-            futures[0].add_done_callback(partial(self._one_done_step, task, then))
+            # The future is passed as ``_future``: no frame in between.
+            futures[0].add_done_callback(partial(self._do_now, then, task, None))
             return
         with self._stripes[task.id & _STRIPE_MASK]:
             task._unfinished = len(futures) + 1
@@ -672,9 +673,6 @@ class DataFlowKernel:
             future.add_done_callback(callback)
         self._count_down(task, then, None)
 
-    def _one_done(self, task: TaskRecord, then: _Step, _future: Any) -> None:
-        self._do(then, task, None)
-
     def _count_down(self, task: TaskRecord, then: _Step, _future: Any) -> None:
         with self._stripes[task.id & _STRIPE_MASK]:
             task._unfinished -= 1
@@ -682,8 +680,11 @@ class DataFlowKernel:
         if ready:
             self._do(then, task, None)
 
-    def _do(self, step: _Step, task: TaskRecord, arg: Any) -> None:
-        """Run a kernel step now, or after the one this thread is already running."""
+    def _do(self, step: _Step, task: TaskRecord, arg: Any, _future: Any = None) -> None:
+        """Run a kernel step now, or after the one this thread is already running.
+
+        ``_future`` is there so that this can be a future's done-callback itself.
+        """
         steps: _Steps | None = getattr(_local, "steps", None)
         if steps is None:
             steps = _local.steps = _Steps()

@@ -19,7 +19,7 @@ nearly every task, and each of those context switches cost more than the task.
 Workers report each result straight to the kernel's ``done`` callback.
 
 A task that becomes ready *on a worker* (its input just finished there) goes
-to that worker's own "next" slot instead of the heap, unless something of
+to that worker's own "next" slot instead of the queue, unless something of
 higher priority is waiting: the worker runs it as soon as it has reported,
 without waking another thread.  A chain of tasks then runs on one warm
 thread, as a chain of callbacks would.
@@ -75,6 +75,20 @@ class _Work:
         return False
 
 
+class _Slot:
+    """A worker's "next" slot (see the module docstring); None when empty.
+
+    An object with a slot rather than an attribute of the ``threading.local``:
+    the worker keeps it in a local variable, and a thread-local attribute costs
+    about a dict lookup each time.
+    """
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next: _Work | None = None
+
+
 class ThreadPoolExecutor(Executor):
     """Runs tasks on ``max_threads`` threads (Parsl's ``ThreadPoolExecutor``)."""
 
@@ -108,7 +122,7 @@ class ThreadPoolExecutor(Executor):
         # so finishing a task takes no lock.
         self._finished = [0] * max_threads
         self._shut = False
-        self._worker = threading.local()  # on worker threads: ``next``, the slot above
+        self._worker = threading.local()  # on worker threads: ``slot``, their _Slot
 
     def start(self) -> None:
         if self._threads:
@@ -140,14 +154,13 @@ class ThreadPoolExecutor(Executor):
         if not self._threads:
             raise RuntimeError(f"executor {self.label!r} was not started")
         work = _Work(self, func, args, kwargs, done)
-        worker = self._worker
-        keep = getattr(worker, "next", False) is None  # a worker of ours with a free slot
+        slot: _Slot | None = getattr(self._worker, "slot", None)  # on a worker of ours
         with self._lock:
             if self._shut:
                 raise RuntimeError(f"executor {self.label!r} has been shut down")
             self._submitted += 1
-            if keep and not self._waiting_before(priority):
-                worker.next = work
+            if slot is not None and slot.next is None and not self._waiting_before(priority):
+                slot.next = work
                 return work
             if priority:
                 heapq.heappush(self._heap, (-priority, next(self._seq), work))
@@ -184,10 +197,10 @@ class ThreadPoolExecutor(Executor):
 
     def _work_loop(self, number: int) -> None:
         get = self._wakeup.get
-        slot = self._worker
-        slot.next = None
+        slot = self._worker.slot = _Slot()
         finished = self._finished
-        stopping = False  # a stop token came: run what is left in the heap, then return
+        stopping = False  # a stop token came: run what is left queued, then return
+        work: _Work | None
         while True:
             kept = slot.next
             if kept is not None:
@@ -208,7 +221,6 @@ class ThreadPoolExecutor(Executor):
                         return
                     else:
                         self._asleep += 1
-                        work = None
                 if work is None:
                     token = get()
                     with self._lock:
