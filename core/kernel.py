@@ -352,7 +352,7 @@ class DataFlowKernel:
         # Bound once, here: a bound method made per waiting task would be one
         # more object per task for the garbage collector to scan (_wait_then).
         self._launch_step: _Step = self._launch
-        self._do_now = self._do
+        self._do_bound = self._do
         self._exec_done_step: _Step = self._exec_done
         atexit.register(self._atexit_warning)
         self.plugins.kernel_started(self)
@@ -664,7 +664,7 @@ class DataFlowKernel:
         if len(futures) == 1:
             # One input (a chain): its callback fires once, so no count is needed.
             # The future is passed as ``_future``: no frame in between.
-            futures[0].add_done_callback(partial(self._do_now, then, task, None))
+            futures[0].add_done_callback(partial(self._do_bound, then, task, None))
             return
         with self._stripes[task.id & _STRIPE_MASK]:
             task._unfinished = len(futures) + 1
