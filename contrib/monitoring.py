@@ -254,7 +254,6 @@ class Recorder:
     def _write_loop(self) -> None:
         while True:
             stopping = self._stop.wait(FLUSH_INTERVAL)
-            # Hooks only append, so the first ``taken`` values stay put.
             # Hooks only append whole rows, so the first ``taken`` values stay put.
             taken = len(self._values)
             values = self._values[:taken]
