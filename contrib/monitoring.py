@@ -29,18 +29,29 @@ Why a row per try, written when the try ends: every microsecond of Python in
 the state hook or the writer is taken from the workflow (one GIL), and a
 workflow of trivial tasks spends only some 25 µs per task.  The kernel already
 stamps a try's times on the task record (``time_invoked``,
-``try_time_pending``, ``try_time_launched``, ``try_time_returned``), so the
-recorder observes only the transitions that end a try (``entering``), copies
-the record's fields in one C call (``attrgetter``) and extends one flat list
-of numbers and strings with them: no lock, no formatting, no object left for
-the garbage collector to scan, one hook call per task.  What needs thought
+``try_time_pending``, ``try_time_launched``, ``try_time_returned``, and
+``time_returned`` before observers see a final state), so the recorder
+observes only the transitions that end a try (``entering``).
+
+Most tries are a task's first, and succeed.  For those the hook only appends
+the record (and its inputs, which the kernel lets go of next) to a list: the
+record no longer changes, and the writer reads all of its fields in one C call
+per task (``attrgetter``), with no Python frame per task anywhere; the values
+every such row shares are literals in the statement, not bound.  Any other
+try (failed, retried, a memo hit, a join) is copied when it ends, since a
+retry changes the record: its values extend one flat list of numbers and
+strings.  Either way no lock, no formatting in the hook.  What needs thought
 (which time a try became pending, whether a launch time is this try's) is left
 to SQL in the ``tries`` view, off the GIL.  A writer thread takes the queued
-values a few times a second and inserts several hundred rows per statement:
+tries a few times a second and inserts several hundred rows per statement:
 the sqlite3 module lets go of the GIL for every statement it steps, and doing
 that once per row (``executemany`` of single rows) cost more than the rows
 themselves on two cores.  ``try_log`` has no index to keep up: a report reads
 a run whole.
+
+The price of reading records late: a succeeded task's record (with its
+arguments) is freed when the writer has read it, up to ``FLUSH_INTERVAL``
+later than without monitoring.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ import sqlite3
 import sys
 import threading
 import time
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.errors import ConfigurationError
@@ -126,37 +138,88 @@ _named_fields = operator.attrgetter(*("func_name" if f == "func.__name__" else f
 _COLUMNS = 15
 """Values per queued try (every column of ``try_log`` but the run id)."""
 
-# SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
-_ROWS_PER_INSERT = min(500, (32766 if sqlite3.sqlite_version_info >= (3, 32) else 999) // _COLUMNS)
-"""Rows per INSERT statement: one GIL hand-off per this many rows."""
+_DONE_FIELDS = (
+    "id", "func.__name__", "executor", "time_invoked", "try_time_launched", "try_time_returned",
+    "time_returned",
+)  # fmt: skip
+_done_fields = operator.attrgetter(*_DONE_FIELDS)
+"""What varies between the rows of first tries that succeeded, read from the record."""
+_named_done_fields = operator.attrgetter(
+    *("func_name" if f == "func.__name__" else f for f in _DONE_FIELDS)
+)
+
+_ROW = "(?" + ",?" * _COLUMNS + ")"
+"""A row of ``try_log`` whose values are all bound (the run id first)."""
+_DONE_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,'','[]')"
+"""A first try that succeeded, with no inputs: only ``_DONE_FIELDS`` are bound."""
+_LINKED_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,?,'[]')"
+"""The same with the input task ids bound last."""
 
 FLUSH_INTERVAL = 0.25
 """Seconds between the writer's batches."""
 
 _TRY_ENDS = (*FINAL_STATES, States.fail_retryable)
+_EXEC_DONE = States.exec_done
 _JOINING = States.joining
 _NAMES = {state: state.name for state in States}
 _now = time.time
+_first = operator.itemgetter(0)
+_second = operator.itemgetter(1)
 
 
-def _insert(db: sqlite3.Connection, run_id: str, values: list[Any]) -> None:
-    """Insert rows of ``_COLUMNS`` values each into ``try_log``, many per statement."""
+def _insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) -> None:
+    """Insert ``values`` into ``try_log``, many rows of the shape of ``row`` per statement.
+
+    ``row`` has the run id as its first placeholder: it is written into the
+    statement as a literal, so each row binds only its own values.
+    """
     run = "'" + run_id.replace("'", "''") + "'"
-    one = "(" + run + ",?" * _COLUMNS + ")"
-    per = _ROWS_PER_INSERT
-    step = per * _COLUMNS
+    one = row.replace("?", run, 1)
+    width = one.count("?")
+    # SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
+    limit = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+    per = min(500, limit // width)
+    step = per * width
     full = len(values) - len(values) % step
     if full:
         statement = "INSERT INTO try_log VALUES " + ",".join([one] * per)
         db.executemany(statement, (values[i : i + step] for i in range(0, full, step)))
     if full < len(values):
         rest = values[full:]
-        rows = len(rest) // _COLUMNS
+        rows = len(rest) // width
         db.execute("INSERT INTO try_log VALUES " + ",".join([one] * rows), rest)
+
+
+def _done_rows(tasks: list[TaskRecord]) -> list[tuple[Any, ...]]:
+    """The ``_DONE_FIELDS`` of each task."""
+    try:
+        return list(map(_done_fields, tasks))
+    except AttributeError:
+        return list(map(_named_done_fields, tasks))
+
+
+def _done_values(tasks: list[TaskRecord]) -> list[Any]:
+    """The values of ``_DONE_ROW`` for each task, one after the other."""
+    return list(chain.from_iterable(_done_rows(tasks)))
+
+
+def _linked_values(linked: list[tuple[TaskRecord, Any]]) -> list[Any]:
+    """The values of ``_LINKED_ROW`` for each (task, inputs), one after the other."""
+    rows = _done_rows(list(map(_first, linked)))
+    ids = zip(map(_input_ids, map(_second, linked)))
+    return list(chain.from_iterable(map(operator.add, rows, ids)))
 
 
 def _input_ids(depends: Any) -> str:
     return ",".join(str(f.tid) for f in depends if hasattr(f, "tid"))
+
+
+def _take(items: list[Any]) -> list[Any]:
+    """Take what is in ``items`` now; hooks appending meanwhile only add at the end."""
+    taken = len(items)
+    first = items[:taken]
+    del items[:taken]
+    return first
 
 
 def database_path(kernel: DataFlowKernel) -> str | None:
@@ -174,11 +237,13 @@ class Recorder:
 
     A try is everything from a task entering ``pending`` to the state that
     ends the try (``fail_retryable`` or a final state).  When it ends, the
-    hook extends ``_values`` with the ``_COLUMNS`` values of its row.
+    hook appends a first try that succeeded to ``_done`` (no inputs) or
+    ``_linked`` (with its inputs), and extends ``_values`` with the
+    ``_COLUMNS`` values of the row of any other try.
 
-    One ``list.extend`` of a tuple is atomic, so hooks of different tasks need
-    no lock and never interleave their values, and the writer can take the
-    first values off the list while hooks append.
+    One ``list.append`` or ``list.extend`` of a tuple is atomic, so hooks of
+    different tasks need no lock and never interleave their values, and the
+    writer can take the first items off a list while hooks append.
     """
 
     def __init__(self, kernel: DataFlowKernel, path: str) -> None:
@@ -187,6 +252,8 @@ class Recorder:
         self.run_id = kernel.run_id
         self._values: list[Any] = []
         self._add = self._values.extend
+        self._done: list[TaskRecord] = []
+        self._linked: list[tuple[TaskRecord, Any]] = []
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="flowkernel-monitoring", daemon=True
@@ -228,7 +295,17 @@ class Recorder:
     @hookimpl
     @entering(*_TRY_ENDS)
     def flowkernel_task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
-        depends, history = task.depends, task.fail_history
+        depends = task.depends
+        if new is _EXEC_DONE and not task.try_id and old is not _JOINING:
+            # Most tries: the record keeps the rest of the row as it is now,
+            # and the writer reads it there (all but the inputs, which the
+            # kernel lets go of next).
+            if depends:
+                self._linked.append((task, depends))
+            else:
+                self._done.append(task)
+            return
+        history = task.fail_history
         try:
             fields = _fields(task)
         except AttributeError:
@@ -254,16 +331,23 @@ class Recorder:
     def _write_loop(self) -> None:
         while True:
             stopping = self._stop.wait(FLUSH_INTERVAL)
-            # Hooks only append whole rows, so the first ``taken`` values stay put.
-            taken = len(self._values)
-            values = self._values[:taken]
-            del self._values[:taken]
-            try:
+            # Hooks only append whole rows, so what is taken is whole rows.
+            batches = (
+                (_ROW, _take(self._values)),
+                (_DONE_ROW, _done_values(_take(self._done))),
+                (_LINKED_ROW, _linked_values(_take(self._linked))),
+            )
+            for row, values in batches:
                 if values:
-                    _insert(self._db, self.run_id, values)
+                    try:
+                        _insert(self._db, self.run_id, row, values)
+                    except Exception:
+                        tries = len(values) // row.count("?")
+                        logger.exception("monitoring: writing %d tries failed", tries)
+            try:
                 self._db.commit()
             except Exception:
-                logger.exception("monitoring: writing %d tries failed", taken // _COLUMNS)
+                logger.exception("monitoring: committing a batch of tries failed")
             if stopping:
                 self._finish()
                 return

@@ -1027,6 +1027,8 @@ class DataFlowKernel:
             counts[_SLOT[old]] -= 1
             counts[_SLOT[new]] += 1
             if new in FINAL_STATES:
+                # Stamped before observers are called, so they can read when it ended.
+                task.time_returned = time.time()
                 # Ended: forget the record and any claim on the memo key
                 # (an identical task waiting on it then runs itself).
                 if self._config.garbage_collect:
@@ -1079,7 +1081,6 @@ class DataFlowKernel:
 
     def _ended(self, task: TaskRecord) -> None:
         """Bookkeeping once a task reached a final state, before its future completes."""
-        task.time_returned = time.time()
         if self._room is not None:
             with self._room:
                 self._unfinished_tasks -= 1

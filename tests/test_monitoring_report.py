@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -119,6 +120,34 @@ def test_every_try_of_many_concurrent_tasks_is_recorded_in_order(config_factory)
         "WHERE k.app = 'fan' ORDER BY at"
     )]  # fmt: skip
     assert states == ["pending", "launched", "joining", "exec_done"]
+
+
+def test_a_chain_of_an_unnamed_callable_is_recorded_with_its_inputs_and_times(
+    config_factory,
+) -> None:
+    def scale(x: int, factor: int) -> int:
+        return x * factor
+
+    double = python_app(functools.partial(scale, factor=2))  # no __name__
+    with flowkernel.load(config_factory(monitoring=True)) as kernel:
+        futures = [double(1)]
+        for _ in range(3):
+            futures.append(double(futures[-1]))
+        assert futures[-1].result(timeout=WAIT) == 16
+        records = {f.tid: f.task_record for f in futures}
+        ended = {tid: record.time_returned for tid, record in records.items()}
+    db = sqlite3.connect(os.path.join(kernel.run_dir, "monitoring.db"))
+    rows = db.execute(
+        "SELECT task_id, try_id, app, executor, state, depends, fail_count, fail_history, "
+        "from_memo, joining, pending <= launched AND launched <= ended, ended "
+        "FROM tries ORDER BY task_id"
+    ).fetchall()
+    ids = [f.tid for f in futures]
+    assert [r[:11] for r in rows] == [
+        (tid, 0, "partial", "threads", "exec_done", inputs, 0, "[]", 0, None, 1)
+        for tid, inputs in zip(ids, ["", *map(str, ids[:-1])], strict=True)
+    ]
+    assert [r[11] for r in rows] == [ended[tid] for tid in ids]
 
 
 def test_two_runs_into_one_database_keep_their_own_rows(config_factory, tmp_path: Path) -> None:
