@@ -56,6 +56,7 @@ later than without monitoring.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -66,6 +67,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +157,11 @@ _DONE_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,'','[]')"
 _LINKED_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,?,'[]')"
 """The same with the input task ids bound last."""
 
+_ROWS_PER_INSERT = 512
+"""Most rows per INSERT statement: one GIL hand-off per this many rows."""
+# SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
+_MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
 FLUSH_INTERVAL = 0.25
 """Seconds between the writer's batches."""
 
@@ -171,43 +178,54 @@ def _insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) ->
     """Insert ``values`` into ``try_log``, many rows of the shape of ``row`` per statement.
 
     ``row`` has the run id as its first placeholder: it is written into the
-    statement as a literal, so each row binds only its own values.
+    statement as a literal, so each row binds only its own values.  Statements
+    hold a power of two of rows, so the few distinct ones stay prepared in the
+    connection's statement cache: parsing a statement of hundreds of rows costs
+    more than inserting them.
     """
     run = "'" + run_id.replace("'", "''") + "'"
     one = row.replace("?", run, 1)
     width = one.count("?")
-    # SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
-    limit = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-    per = min(500, limit // width)
-    step = per * width
-    full = len(values) - len(values) % step
-    if full:
-        statement = "INSERT INTO try_log VALUES " + ",".join([one] * per)
-        db.executemany(statement, (values[i : i + step] for i in range(0, full, step)))
-    if full < len(values):
-        rest = values[full:]
-        rows = len(rest) // width
-        db.execute("INSERT INTO try_log VALUES " + ",".join([one] * rows), rest)
+    rows = _ROWS_PER_INSERT
+    while rows * width > _MAX_PARAMETERS:
+        rows //= 2
+    done, left = 0, len(values) // width
+    while left:
+        while rows > left:
+            rows //= 2
+        step = rows * width
+        end = done + left // rows * step
+        batches = (values[i : i + step] for i in range(done, end, step))
+        db.executemany(_statement(one, rows), batches)
+        done, left = end, left % rows
 
 
-def _done_rows(tasks: list[TaskRecord]) -> list[tuple[Any, ...]]:
-    """The ``_DONE_FIELDS`` of each task."""
+@functools.lru_cache(maxsize=64)
+def _statement(one: str, rows: int) -> str:
+    return "INSERT INTO try_log VALUES " + ",".join([one] * rows)
+
+
+def _done_values(tasks: list[TaskRecord], inputs: Iterable[str] | None = None) -> list[Any]:
+    """The values of ``_DONE_ROW`` for each task (``_LINKED_ROW`` with ``inputs``), in a row.
+
+    Each task's tuple is freed as soon as it is copied: a batch of them alive
+    at once would set the garbage collector scanning them.
+    """
     try:
-        return list(map(_done_fields, tasks))
+        return _flatten(map(_done_fields, tasks), inputs)
     except AttributeError:
-        return list(map(_named_done_fields, tasks))
+        return _flatten(map(_named_done_fields, tasks), inputs)
 
 
-def _done_values(tasks: list[TaskRecord]) -> list[Any]:
-    """The values of ``_DONE_ROW`` for each task, one after the other."""
-    return list(chain.from_iterable(_done_rows(tasks)))
+def _flatten(rows: Iterable[tuple[Any, ...]], inputs: Iterable[str] | None) -> list[Any]:
+    if inputs is not None:
+        rows = map(operator.add, rows, zip(inputs))
+    return list(chain.from_iterable(rows))
 
 
 def _linked_values(linked: list[tuple[TaskRecord, Any]]) -> list[Any]:
-    """The values of ``_LINKED_ROW`` for each (task, inputs), one after the other."""
-    rows = _done_rows(list(map(_first, linked)))
-    ids = zip(map(_input_ids, map(_second, linked)))
-    return list(chain.from_iterable(map(operator.add, rows, ids)))
+    """The values of ``_LINKED_ROW`` for each (task, inputs), in a row."""
+    return _done_values(list(map(_first, linked)), list(map(_input_ids, map(_second, linked))))
 
 
 def _input_ids(depends: Any) -> str:
