@@ -185,7 +185,7 @@ def _insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) ->
     """
     run = "'" + run_id.replace("'", "''") + "'"
     one = row.replace("?", run, 1)
-    width = one.count("?")
+    width = row.count("?") - 1  # not counted in ``one``: the run id may hold a "?"
     rows = _ROWS_PER_INSERT
     while rows * width > _MAX_PARAMETERS:
         rows //= 2
@@ -360,7 +360,7 @@ class Recorder:
                     try:
                         _insert(self._db, self.run_id, row, values)
                     except Exception:
-                        tries = len(values) // row.count("?")
+                        tries = len(values) // (row.count("?") - 1)
                         logger.exception("monitoring: writing %d tries failed", tries)
             try:
                 self._db.commit()

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 from _support import WAIT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import flowkernel
 from flowkernel import python_app
+from flowkernel.contrib import monitoring
 from flowkernel.contrib.report import load_run, render_html, timeline_png, write_report
 
 
@@ -148,6 +151,31 @@ def test_a_chain_of_an_unnamed_callable_is_recorded_with_its_inputs_and_times(
         for tid, inputs in zip(ids, ["", *map(str, ids[:-1])], strict=True)
     ]
     assert [r[11] for r in rows] == [ended[tid] for tid in ids]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(min_value=0, max_value=1500),
+    # A kernel names its run with a uuid; any text but NUL (which SQL text cannot hold) works.
+    run_id=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=12),
+)
+def test_the_writer_inserts_every_row_once_in_order_for_any_batch_size(
+    rows: int, run_id: str
+) -> None:
+    # Batches are cut into statements of a power of two of rows; the run id is
+    # written into each statement as a literal, so quotes must survive.
+    db = sqlite3.connect(":memory:")
+    db.executescript(monitoring.SCHEMA)
+    values: list[object] = []
+    for i in range(rows):
+        values += [i, "app", "threads", 1.0, 2.0, 3.0, 4.0 + i]
+    monitoring._insert(db, run_id, monitoring._DONE_ROW, values)
+    got = db.execute(
+        "SELECT task_id, ended, state, depends FROM try_log WHERE run_id = ? ORDER BY rowid",
+        (run_id,),
+    ).fetchall()
+    assert got == [(i, 4.0 + i, "exec_done", "") for i in range(rows)]
+    assert db.execute("SELECT count(*) FROM try_log").fetchone() == (rows,)
 
 
 def test_two_runs_into_one_database_keep_their_own_rows(config_factory, tmp_path: Path) -> None:
