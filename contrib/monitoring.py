@@ -68,7 +68,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any
 
 from flowkernel.errors import ConfigurationError
@@ -172,6 +172,7 @@ _NAMES = {state: state.name for state in States}
 _now = time.time
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
+_record_id = operator.attrgetter("task_record.id")
 
 
 def _insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) -> None:
@@ -225,7 +226,15 @@ def _flatten(rows: Iterable[tuple[Any, ...]], inputs: Iterable[str] | None) -> l
 
 def _linked_values(linked: list[tuple[TaskRecord, Any]]) -> list[Any]:
     """The values of ``_LINKED_ROW`` for each (task, inputs), in a row."""
-    return _done_values(list(map(_first, linked)), list(map(_input_ids, map(_second, linked))))
+    inputs = list(map(_second, linked))
+    try:
+        # ",".join(map(str, map(_record_id, inputs))) for each task, with no
+        # Python frame per task; an input that is not an AppFuture (a
+        # DataFuture, say) has no record and sends the batch the slow way.
+        ids = list(map(",".join, map(map, repeat(str), map(map, repeat(_record_id), inputs))))
+    except AttributeError:
+        ids = list(map(_input_ids, inputs))
+    return _done_values(list(map(_first, linked)), ids)
 
 
 def _input_ids(depends: Any) -> str:
