@@ -42,12 +42,15 @@ try (failed, retried, a memo hit, a join) is copied when it ends, since a
 retry changes the record: its values extend one flat list of numbers and
 strings.  Either way no lock, no formatting in the hook.  What needs thought
 (which time a try became pending, whether a launch time is this try's) is left
-to SQL in the ``tries`` view, off the GIL.  A writer thread takes the queued
-tries a few times a second and inserts several hundred rows per statement:
-the sqlite3 module lets go of the GIL for every statement it steps, and doing
-that once per row (``executemany`` of single rows) cost more than the rows
-themselves on two cores.  ``try_log`` has no index to keep up: a report reads
-a run whole.
+to SQL in the ``tries`` view.
+
+A thread takes the queued tries a few times a second and sends their values,
+``marshal``-ed, to a process of its own (:mod:`~flowkernel.contrib.monitoring_writer`)
+that inserts them, several hundred rows per statement.  Binding values to a
+statement holds the GIL, and cost the workflow more than everything else the
+recorder does when the thread did it.  Where that process cannot be started
+or dies, the thread writes itself and the log says why.  ``try_log`` has no
+index to keep up: a report reads a run whole.
 
 The price of reading records late: a succeeded task's record (with its
 arguments) is freed when the writer has read it, up to ``FLUSH_INTERVAL``
@@ -56,7 +59,6 @@ later than without monitoring.
 
 from __future__ import annotations
 
-import functools
 import getpass
 import json
 import logging
@@ -64,13 +66,17 @@ import operator
 import os
 import socket
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
 from itertools import chain, repeat
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from flowkernel.contrib import monitoring_writer
+from flowkernel.contrib.monitoring_writer import apply, encode
 from flowkernel.errors import ConfigurationError
 from flowkernel.markers import entering, hookimpl
 from flowkernel.states import FINAL_STATES, States
@@ -157,11 +163,6 @@ _DONE_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,'','[]')"
 _LINKED_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,?,'[]')"
 """The same with the input task ids bound last."""
 
-_ROWS_PER_INSERT = 512
-"""Most rows per INSERT statement: one GIL hand-off per this many rows."""
-# SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
-_MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
-
 FLUSH_INTERVAL = 0.25
 """Seconds between the writer's batches."""
 
@@ -173,37 +174,6 @@ _now = time.time
 _first = operator.itemgetter(0)
 _second = operator.itemgetter(1)
 _record_id = operator.attrgetter("task_record.id")
-
-
-def _insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) -> None:
-    """Insert ``values`` into ``try_log``, many rows of the shape of ``row`` per statement.
-
-    ``row`` has the run id as its first placeholder: it is written into the
-    statement as a literal, so each row binds only its own values.  Statements
-    hold a power of two of rows, so the few distinct ones stay prepared in the
-    connection's statement cache: parsing a statement of hundreds of rows costs
-    more than inserting them.
-    """
-    run = "'" + run_id.replace("'", "''") + "'"
-    one = row.replace("?", run, 1)
-    width = row.count("?") - 1  # not counted in ``one``: the run id may hold a "?"
-    rows = _ROWS_PER_INSERT
-    while rows * width > _MAX_PARAMETERS:
-        rows //= 2
-    done, left = 0, len(values) // width
-    while left:
-        while rows > left:
-            rows //= 2
-        step = rows * width
-        end = done + left // rows * step
-        batches = (values[i : i + step] for i in range(done, end, step))
-        db.executemany(_statement(one, rows), batches)
-        done, left = end, left % rows
-
-
-@functools.lru_cache(maxsize=64)
-def _statement(one: str, rows: int) -> str:
-    return "INSERT INTO try_log VALUES " + ",".join([one] * rows)
 
 
 def _done_values(tasks: list[TaskRecord], inputs: Iterable[str] | None = None) -> list[Any]:
@@ -315,6 +285,14 @@ class Recorder:
             ),
         )
         self._db.commit()
+        self._errors: IO[bytes] | None = None
+        self._child = self._start_writer_process()
+        self._here: sqlite3.Connection | None = None
+        """Where batches go when there is no writer process (opened on demand)."""
+        if self._child is not None:
+            self._db.close()
+        else:
+            self._here = self._db
         self._writer.start()
 
     # -- hooks (this kernel only) ----------------------------------------------
@@ -366,33 +344,84 @@ class Recorder:
             )
             for row, values in batches:
                 if values:
-                    try:
-                        _insert(self._db, self.run_id, row, values)
-                    except Exception:
-                        tries = len(values) // (row.count("?") - 1)
-                        logger.exception("monitoring: writing %d tries failed", tries)
-            try:
-                self._db.commit()
-            except Exception:
-                logger.exception("monitoring: committing a batch of tries failed")
+                    self._send(("rows", row, values))
             if stopping:
                 self._finish()
                 return
 
+    # -- where batches go ----------------------------------------------------------
+
+    def _start_writer_process(self) -> subprocess.Popen[bytes] | None:
+        """Start :mod:`~flowkernel.contrib.monitoring_writer`, or None where it cannot run."""
+        script = monitoring_writer.__file__
+        if not sys.executable or not os.path.isfile(script):
+            return None  # an interpreter embedded in an application, or a zipped install
+        self._errors = tempfile.TemporaryFile()
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-I", script, self.path, self.run_id],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._errors,
+            )
+        except OSError as exc:
+            logger.warning("monitoring: cannot start the writer process (%s); writing here", exc)
+            return None
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        """Hand a message to the writer process, or carry it out here without one."""
+        child = self._child
+        if child is not None:
+            assert child.stdin is not None
+            try:
+                child.stdin.write(encode(message))
+                child.stdin.flush()
+                return
+            except (OSError, ValueError):
+                self._child = None
+                self._report_end(child, "stopped early; the tries it had not written are lost")
+        try:
+            if self._here is None:
+                self._here = monitoring_writer.connect(self.path)
+            apply(self._here, self.run_id, message)
+            self._here.commit()
+        except Exception:
+            logger.exception("monitoring: writing a %s message failed", message[0])
+
+    def _report_end(self, child: subprocess.Popen[bytes], how: str) -> None:
+        """Log how the writer process ended, when that was not well."""
+        code = child.wait()
+        errors = b""
+        if self._errors is not None:
+            self._errors.seek(0)
+            errors = self._errors.read()
+            self._errors.close()
+            self._errors = None
+        if code or errors:
+            logger.error(
+                "monitoring: the writer process for %s %s (exit code %s)%s",
+                self.path,
+                how,
+                code,
+                ":\n" + errors.decode(errors="replace") if errors else "",
+            )
+
     def _finish(self) -> None:
         kernel = self.kernel
         counts = {state.name: n for state, n in kernel.task_state_counts.items() if n}
-        self._db.execute(
-            "UPDATE workflow SET ended = ?, tasks = ?, counts = ? WHERE run_id = ?",
-            (
-                kernel.time_completed or time.time(),
-                kernel.task_count,
-                json.dumps(counts),
-                self.run_id,
-            ),
-        )
-        self._db.commit()
-        self._db.close()
+        ended = kernel.time_completed or time.time()
+        self._send(("ended", ended, kernel.task_count, json.dumps(counts)))
+        child = self._child
+        if child is not None:
+            assert child.stdin is not None
+            try:
+                child.stdin.write(encode(("stop",)))
+                child.stdin.close()
+            except (OSError, ValueError):
+                pass  # it ended already: _report_end says how
+            self._report_end(child, "failed")
+        if self._here is not None:
+            self._here.close()
 
 
 @hookimpl

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import flowkernel
 from flowkernel import python_app
-from flowkernel.contrib import monitoring
+from flowkernel.contrib import monitoring, monitoring_writer
 from flowkernel.contrib.report import load_run, render_html, timeline_png, write_report
 
 
@@ -169,13 +169,71 @@ def test_the_writer_inserts_every_row_once_in_order_for_any_batch_size(
     values: list[object] = []
     for i in range(rows):
         values += [i, "app", "threads", 1.0, 2.0, 3.0, 4.0 + i]
-    monitoring._insert(db, run_id, monitoring._DONE_ROW, values)
+    monitoring_writer.insert(db, run_id, monitoring._DONE_ROW, values)
     got = db.execute(
         "SELECT task_id, ended, state, depends FROM try_log WHERE run_id = ? ORDER BY rowid",
         (run_id,),
     ).fetchall()
     assert got == [(i, 4.0 + i, "exec_done", "") for i in range(rows)]
     assert db.execute("SELECT count(*) FROM try_log").fetchone() == (rows,)
+
+
+def test_without_its_writer_process_the_recorder_writes_every_try_itself_and_says_why(
+    config_factory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An "interpreter" that exits at once: the writer process is gone long
+    # before the first batch (a quarter second later) is sent to it.
+    monkeypatch.setattr(sys, "executable", shutil.which("false") or "/bin/false")
+
+    @python_app
+    def inc(x: int) -> int:
+        return x + 1
+
+    with caplog.at_level(logging.ERROR, logger="flowkernel.contrib.monitoring"):
+        with flowkernel.load(config_factory(monitoring=True)) as kernel:
+            assert [inc(i).result(timeout=WAIT) for i in range(50)] == list(range(1, 51))
+    db = sqlite3.connect(os.path.join(kernel.run_dir, "monitoring.db"))
+    assert db.execute("SELECT count(*) FROM tries").fetchone() == (50,)
+    assert db.execute("SELECT tasks, ended IS NOT NULL FROM workflow").fetchone() == (50, 1)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "writer process" in message and "stopped early" in message and "exit code 1" in message
+
+
+def test_a_run_with_forked_workers_ends_with_its_tries_written(tmp_path: Path) -> None:
+    # Forked workers hold a copy of the writer process's input pipe, so the
+    # writer cannot wait for the pipe to close: cleanup must still end.
+    script = tmp_path / "forked.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sqlite3, sys
+            import flowkernel
+
+            def square(x):
+                return x * x
+
+            pool = flowkernel.make_executor("processes", max_workers=2, start_method="fork")
+            config = flowkernel.Config(
+                executors=[pool],
+                run_dir=sys.argv[1],
+                monitoring=True,
+            )
+            with flowkernel.load(config) as kernel:
+                app = flowkernel.python_app(square)
+                assert sum(app(i).result() for i in range(20)) == 2470
+            db = sqlite3.connect(kernel.run_dir + "/monitoring.db")
+            print(db.execute("SELECT count(*) FROM tries WHERE state = 'exec_done'").fetchone()[0])
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["20"]
 
 
 def test_two_runs_into_one_database_keep_their_own_rows(config_factory, tmp_path: Path) -> None:
