@@ -20,6 +20,9 @@ endian):
     Insert ``values`` into ``try_log``, in rows of the shape of ``row``: a
     parenthesised row of SQL values whose first ``?`` is the run id and whose
     other ``?`` are taken from ``values`` in order.
+``("columns", row, columns)``
+    The same, the values given column by column: each column a pair of an
+    ``array`` type code and the array's bytes, or of "" and a list.
 ``("ended", time, tasks, counts)``
     Fill in the workflow row's end: when, how many tasks, counts per state (JSON).
 ``("stop",)``
@@ -35,10 +38,15 @@ import marshal
 import sqlite3
 import struct
 import sys
+from array import array
 from collections.abc import Iterator
+from itertools import chain
 from typing import IO, Any
 
 _LENGTH = struct.Struct("<I")
+
+Column = tuple[str, Any]
+"""An ``array`` type code and the array's bytes, or "" and a list of values."""
 
 ROWS_PER_INSERT = 512
 """Most rows per INSERT statement: one GIL hand-off per this many rows."""
@@ -90,6 +98,9 @@ def apply(db: sqlite3.Connection, run_id: str, message: tuple[Any, ...]) -> None
     kind = message[0]
     if kind == "rows":
         insert(db, run_id, message[1], message[2])
+    elif kind == "columns":
+        columns = [array(code, data).tolist() if code else data for code, data in message[2]]
+        insert(db, run_id, message[1], list(chain.from_iterable(zip(*columns, strict=True))))
     elif kind == "ended":
         db.execute(
             "UPDATE workflow SET ended = ?, tasks = ?, counts = ? WHERE run_id = ?",

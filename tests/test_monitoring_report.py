@@ -156,8 +156,12 @@ def test_a_chain_of_an_unnamed_callable_is_recorded_with_its_inputs_and_times(
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.integers(min_value=0, max_value=1500),
-    # A kernel names its run with a uuid; any text but NUL (which SQL text cannot hold) works.
-    run_id=st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=12),
+    # A kernel names its run with a uuid; any text SQL can hold (no NUL, no lone surrogate) works.
+    run_id=st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        min_size=1,
+        max_size=12,
+    ),
 )
 def test_the_writer_inserts_every_row_once_in_order_for_any_batch_size(
     rows: int, run_id: str
