@@ -35,8 +35,8 @@ observes only the transitions that end a try (``entering``).
 
 Most tries are a task's first, and succeed.  For those the hook only appends
 the record (and its inputs, which the kernel lets go of next) to a list: the
-record no longer changes, and the writer reads all of its fields in one C call
-per task (``attrgetter``), with no Python frame per task anywhere; the values
+record no longer changes, and the writer reads its fields there, a column at a
+time (``map`` of an ``attrgetter``), with no Python frame per task anywhere; the values
 every such row shares are literals in the statement, not bound.  Any other
 try (failed, retried, a memo hit, a join) is copied when it ends, since a
 retry changes the record: its values extend one flat list of numbers and
@@ -259,23 +259,23 @@ class Recorder:
         )
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False)
+        db = sqlite3.connect(path, check_same_thread=False)
         # Before anything is changed: a database of another layout is left as it was.
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        (tables,) = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        (tables,) = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         if tables and version != SCHEMA_VERSION:
-            self._db.close()
+            db.close()
             raise ConfigurationError(
                 f"monitoring database {path} has layout {version}, this flowkernel writes "
                 f"layout {SCHEMA_VERSION}: set Config(monitoring=...) to a new path"
             )
         # A record of a run, not a bank: losing the last batch to a power cut is
         # acceptable, waiting for the disk on every batch is not.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.executescript(SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._db.execute(
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=OFF")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute(
             "INSERT OR REPLACE INTO workflow VALUES (?, ?, ?, ?, ?, ?, NULL, 0, NULL)",
             (
                 self.run_id,
@@ -286,15 +286,15 @@ class Recorder:
                 kernel.time_began,
             ),
         )
-        self._db.commit()
+        db.commit()
         self._errors: IO[bytes] | None = None
         self._child = self._start_writer_process()
         self._here: sqlite3.Connection | None = None
         """Where batches go when there is no writer process (opened on demand)."""
         if self._child is not None:
-            self._db.close()
+            db.close()
         else:
-            self._here = self._db
+            self._here = db
         self._writer.start()
 
     # -- hooks (this kernel only) ----------------------------------------------
@@ -382,6 +382,8 @@ class Recorder:
                 return
             except (OSError, ValueError):
                 self._child = None
+                if child.poll() is None:  # alive but not reading: it would wait for input forever
+                    child.kill()
                 self._report_end(child, "stopped early; the tries it had not written are lost")
         try:
             if self._here is None:
