@@ -76,12 +76,13 @@ from itertools import repeat
 from typing import IO, TYPE_CHECKING, Any
 
 from flowkernel.contrib import monitoring_writer
-from flowkernel.contrib.monitoring_writer import Column, apply, encode
+from flowkernel.contrib.monitoring_writer import apply, encode
 from flowkernel.errors import ConfigurationError
 from flowkernel.markers import entering, hookimpl
 from flowkernel.states import FINAL_STATES, States
 
 if TYPE_CHECKING:
+    from flowkernel.contrib.monitoring_writer import Column
     from flowkernel.kernel import DataFlowKernel
     from flowkernel.task import TaskRecord
 
@@ -362,7 +363,7 @@ class Recorder:
         self._errors = tempfile.TemporaryFile()
         try:
             return subprocess.Popen(
-                [sys.executable, "-I", script, self.path, self.run_id],
+                [sys.executable, "-I", "-S", script, self.path, self.run_id],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=self._errors,

@@ -1,7 +1,7 @@
 """The process that writes a monitored run's tries into its SQLite database.
 
 :mod:`flowkernel.contrib.monitoring` starts it with this file as the script
-(``python -I monitoring_writer.py DATABASE RUN_ID``) and sends it batches on
+(``python -I -S monitoring_writer.py DATABASE RUN_ID``) and sends it batches on
 its standard input.  Why a process: binding values to an SQLite statement and
 stepping it cost several µs per try, and in a thread of the workflow's process
 the binding holds the GIL that every task needs (some 15 % of a workflow of
@@ -10,8 +10,10 @@ trivial tasks).  Here it costs the workflow only the copy of the values
 
 So that starting it is quick and cannot set off a workflow, the script imports
 nothing but the standard library (not even flowkernel: a package import would
-load the kernel).  The recorder also calls :func:`apply` itself, in its own
-process, when this process cannot be started or has gone away.
+load the kernel), and runs without ``site`` (``-S``), whose ``.pth`` files can
+take longer than everything else it does in a short run.  The recorder also
+calls :func:`apply` itself, in its own process, when this process cannot be
+started or has gone away.
 
 Messages are ``marshal``-ed tuples, each after its length (4 bytes, little
 endian):
@@ -33,20 +35,22 @@ endian):
 
 from __future__ import annotations
 
-import functools
 import marshal
 import sqlite3
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
 from itertools import chain
-from typing import IO, Any
+
+TYPE_CHECKING = False  # not imported from typing, which would take longer to load than the rest
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import IO, Any
+
+    Column = tuple[str, Any]
+    """An ``array`` type code and the array's bytes, or "" and a list of values."""
 
 _LENGTH = struct.Struct("<I")
-
-Column = tuple[str, Any]
-"""An ``array`` type code and the array's bytes, or "" and a list of values."""
 
 ROWS_PER_INSERT = 512
 """Most rows per INSERT statement: one GIL hand-off per this many rows."""
@@ -84,13 +88,17 @@ def insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) -> 
         step = rows * width
         end = done + left // rows * step
         batches = (values[i : i + step] for i in range(done, end, step))
-        db.executemany(_statement(one, rows), batches)
+        statement = _statements.get((one, rows))
+        if statement is None:
+            statement = _statements[one, rows] = "INSERT INTO try_log VALUES " + ",".join(
+                [one] * rows
+            )
+        db.executemany(statement, batches)
         done, left = end, left % rows
 
 
-@functools.lru_cache(maxsize=64)
-def _statement(one: str, rows: int) -> str:
-    return "INSERT INTO try_log VALUES " + ",".join([one] * rows)
+_statements: dict[tuple[str, int], str] = {}
+"""INSERT statements made so far, by row and rows: a few per run and row."""
 
 
 def apply(db: sqlite3.Connection, run_id: str, message: tuple[Any, ...]) -> None:
