@@ -36,6 +36,7 @@ endian):
 from __future__ import annotations
 
 import marshal
+import signal
 import sqlite3
 import struct
 import sys
@@ -138,6 +139,10 @@ def messages(stream: IO[bytes]) -> Iterator[tuple[Any, ...]]:
 
 def main(argv: list[str]) -> int:
     path, run_id = argv
+    # Ctrl-C in a terminal interrupts every process of the foreground group:
+    # the workflow decides what an interrupt means, and this process writes
+    # until it is told to stop (or its input ends, with the workflow's process).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     db = connect(path)
     try:
         for message in messages(sys.stdin.buffer):

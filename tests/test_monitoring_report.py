@@ -9,10 +9,12 @@ import os
 import pty
 import select
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -201,6 +203,33 @@ def test_without_its_writer_process_the_recorder_writes_every_try_itself_and_say
     assert db.execute("SELECT tasks, ended IS NOT NULL FROM workflow").fetchone() == (50, 1)
     (message,) = [r.getMessage() for r in caplog.records]
     assert "writer process" in message and "stopped early" in message and "exit code 1" in message
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or os.name != "posix", reason="POSIX signals")
+def test_an_interrupt_from_the_terminal_does_not_stop_the_writer_process(
+    config_factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ctrl-C reaches every process of the terminal's foreground group.
+    @python_app
+    def inc(x: int) -> int:
+        return x + 1
+
+    with caplog.at_level(logging.ERROR, logger="flowkernel.contrib.monitoring"):
+        with flowkernel.load(config_factory(monitoring=True)) as kernel:
+            (recorder,) = [
+                plugin
+                for name, plugin in kernel.plugins.pm.list_name_plugin()
+                if name.startswith("monitoring-recorder")
+            ]
+            first = [inc(i) for i in range(20)]
+            assert [f.result(timeout=WAIT) for f in first] == list(range(1, 21))
+            time.sleep(0.5)  # the writer process is up and has had a batch
+            os.kill(recorder._child.pid, signal.SIGINT)
+            later = [inc(i) for i in range(30)]
+            assert [f.result(timeout=WAIT) for f in later] == list(range(1, 31))
+    assert caplog.records == []
+    db = sqlite3.connect(os.path.join(kernel.run_dir, "monitoring.db"))
+    assert db.execute("SELECT count(*) FROM tries").fetchone() == (50,)
 
 
 def test_a_run_with_forked_workers_ends_with_its_tries_written(tmp_path: Path) -> None:
