@@ -35,8 +35,8 @@ observes only the transitions that end a try (``entering``).
 
 Most tries are a task's first, and succeed.  For those the hook only appends
 the record (and its inputs, which the kernel lets go of next) to a list: the
-record no longer changes, and the writer reads its fields there, a column at a
-time (``map`` of an ``attrgetter``), with no Python frame per task anywhere; the values
+record no longer changes, and the writer reads its fields there in one C call
+per task (``attrgetter``), with no Python frame per task anywhere; the values
 every such row shares are literals in the statement, not bound.  Any other
 try (failed, retried, a memo hit, a join) is copied when it ends, since a
 retry changes the record: its values extend one flat list of numbers and
@@ -71,8 +71,8 @@ import sys
 import tempfile
 import threading
 import time
-from array import array
-from itertools import repeat
+from collections.abc import Iterable
+from itertools import chain, repeat
 from typing import IO, TYPE_CHECKING, Any
 
 from flowkernel.contrib import monitoring_writer
@@ -82,7 +82,6 @@ from flowkernel.markers import entering, hookimpl
 from flowkernel.states import FINAL_STATES, States
 
 if TYPE_CHECKING:
-    from flowkernel.contrib.monitoring_writer import Column
     from flowkernel.kernel import DataFlowKernel
     from flowkernel.task import TaskRecord
 
@@ -147,22 +146,20 @@ _named_fields = operator.attrgetter(*("func_name" if f == "func.__name__" else f
 _COLUMNS = 15
 """Values per queued try (every column of ``try_log`` but the run id)."""
 
-_DONE_COLUMNS = (
-    ("q", "id"), ("", "func.__name__"), ("", "executor"), ("d", "time_invoked"),
-    ("d", "try_time_launched"), ("d", "try_time_returned"), ("d", "time_returned"),
+_DONE_FIELDS = (
+    "id", "func.__name__", "executor", "time_invoked", "try_time_launched", "try_time_returned",
+    "time_returned",
 )  # fmt: skip
-"""What varies between the rows of first tries that succeeded, read from the record.
-
-Each with the ``array`` type code it is sent as ("" for a list): an array of
-numbers costs ``marshal`` one copy, a list a step per value.
-"""
-_DONE_GETTERS = tuple((code, operator.attrgetter(name)) for code, name in _DONE_COLUMNS)
-_func_name = operator.attrgetter("func_name")
+_done_fields = operator.attrgetter(*_DONE_FIELDS)
+"""What varies between the rows of first tries that succeeded, read from the record."""
+_named_done_fields = operator.attrgetter(
+    *("func_name" if f == "func.__name__" else f for f in _DONE_FIELDS)
+)
 
 _ROW = "(?" + ",?" * _COLUMNS + ")"
 """A row of ``try_log`` whose values are all bound (the run id first)."""
 _DONE_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,'','[]')"
-"""A first try that succeeded, with no inputs: only ``_DONE_COLUMNS`` are bound."""
+"""A first try that succeeded, with no inputs: only ``_DONE_FIELDS`` are bound."""
 _LINKED_ROW = "(?,?,0,?,?,?,?,?,0,0.0,0,'exec_done',0,?,?,'[]')"
 """The same with the input task ids bound last."""
 
@@ -179,26 +176,26 @@ _second = operator.itemgetter(1)
 _record_id = operator.attrgetter("task_record.id")
 
 
-def _done_columns(tasks: list[TaskRecord]) -> list[Column]:
-    """The ``_DONE_COLUMNS`` of ``tasks``, a column each, without a Python frame per task."""
-    columns = []
-    for code, get in _DONE_GETTERS:
-        column: Column
-        try:
-            if code:
-                column = (code, array(code, map(get, tasks)).tobytes())
-            else:
-                column = ("", list(map(get, tasks)))
-        except AttributeError:  # a function without __name__ (a functools.partial, say)
-            column = ("", list(map(_func_name, tasks)))
-        except (TypeError, OverflowError):  # a time not set (None): sent as is
-            column = ("", list(map(get, tasks)))
-        columns.append(column)
-    return columns
+def _done_values(tasks: list[TaskRecord], inputs: Iterable[str] | None = None) -> list[Any]:
+    """The values of ``_DONE_ROW`` for each task (``_LINKED_ROW`` with ``inputs``), in a row.
+
+    Each task's tuple is freed as soon as it is copied: a batch of them alive
+    at once would set the garbage collector scanning them.
+    """
+    try:
+        return _flatten(map(_done_fields, tasks), inputs)
+    except AttributeError:
+        return _flatten(map(_named_done_fields, tasks), inputs)
 
 
-def _linked_columns(linked: list[tuple[TaskRecord, Any]]) -> list[Column]:
-    """The same for (task, inputs) pairs, with a last column of input task ids."""
+def _flatten(rows: Iterable[tuple[Any, ...]], inputs: Iterable[str] | None) -> list[Any]:
+    if inputs is not None:
+        rows = map(operator.add, rows, zip(inputs))
+    return list(chain.from_iterable(rows))
+
+
+def _linked_values(linked: list[tuple[TaskRecord, Any]]) -> list[Any]:
+    """The values of ``_LINKED_ROW`` for each (task, inputs), in a row."""
     inputs = list(map(_second, linked))
     try:
         # ",".join(map(str, map(_record_id, inputs))) for each task, with no
@@ -207,7 +204,7 @@ def _linked_columns(linked: list[tuple[TaskRecord, Any]]) -> list[Column]:
         ids = list(map(",".join, map(map, repeat(str), map(map, repeat(_record_id), inputs))))
     except AttributeError:
         ids = list(map(_input_ids, inputs))
-    return [*_done_columns(list(map(_first, linked))), ("", ids)]
+    return _done_values(list(map(_first, linked)), ids)
 
 
 def _input_ids(depends: Any) -> str:
@@ -340,15 +337,14 @@ class Recorder:
         while True:
             stopping = self._stop.wait(FLUSH_INTERVAL)
             # Hooks only append whole rows, so what is taken is whole rows.
-            values = _take(self._values)
-            if values:
-                self._send(("rows", _ROW, values))
-            done = _take(self._done)
-            if done:
-                self._send(("columns", _DONE_ROW, _done_columns(done)))
-            linked = _take(self._linked)
-            if linked:
-                self._send(("columns", _LINKED_ROW, _linked_columns(linked)))
+            batches = (
+                (_ROW, _take(self._values)),
+                (_DONE_ROW, _done_values(_take(self._done))),
+                (_LINKED_ROW, _linked_values(_take(self._linked))),
+            )
+            for row, values in batches:
+                if values:
+                    self._send(("rows", row, values))
             if stopping:
                 self._finish()
                 return

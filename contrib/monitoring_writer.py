@@ -22,9 +22,6 @@ endian):
     Insert ``values`` into ``try_log``, in rows of the shape of ``row``: a
     parenthesised row of SQL values whose first ``?`` is the run id and whose
     other ``?`` are taken from ``values`` in order.
-``("columns", row, columns)``
-    The same, the values given column by column: each column a pair of an
-    ``array`` type code and the array's bytes, or of "" and a list.
 ``("ended", time, tasks, counts)``
     Fill in the workflow row's end: when, how many tasks, counts per state (JSON).
 ``("stop",)``
@@ -40,16 +37,11 @@ import signal
 import sqlite3
 import struct
 import sys
-from array import array
-from itertools import chain
 
 TYPE_CHECKING = False  # not imported from typing, which would take longer to load than the rest
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import IO, Any
-
-    Column = tuple[str, Any]
-    """An ``array`` type code and the array's bytes, or "" and a list of values."""
 
 _LENGTH = struct.Struct("<I")
 
@@ -107,9 +99,6 @@ def apply(db: sqlite3.Connection, run_id: str, message: tuple[Any, ...]) -> None
     kind = message[0]
     if kind == "rows":
         insert(db, run_id, message[1], message[2])
-    elif kind == "columns":
-        columns = [array(code, data).tolist() if code else data for code, data in message[2]]
-        insert(db, run_id, message[1], list(chain.from_iterable(zip(*columns, strict=True))))
     elif kind == "ended":
         db.execute(
             "UPDATE workflow SET ended = ?, tasks = ?, counts = ? WHERE run_id = ?",
@@ -120,7 +109,10 @@ def apply(db: sqlite3.Connection, run_id: str, message: tuple[Any, ...]) -> None
 
 
 def encode(message: tuple[Any, ...]) -> bytes:
-    data = marshal.dumps(message)
+    # Version 2: later versions look every value up in a table of the objects
+    # written so far, to write repeats once, which costs the workflow's
+    # process more than the repeats it saves here.
+    data = marshal.dumps(message, 2)
     return _LENGTH.pack(len(data)) + data
 
 
