@@ -33,14 +33,13 @@ stamps a try's times on the task record (``time_invoked``,
 ``time_returned`` before observers see a final state), so the recorder
 observes only the transitions that end a try (``entering``).
 
-Most tries are a task's first, and succeed.  For those the hook only appends
-the record (and its inputs, which the kernel lets go of next) to a list: the
-record no longer changes, and the writer reads its fields there in one C call
-per task (``attrgetter``), with no Python frame per task anywhere; the values
-every such row shares are literals in the statement, not bound.  Any other
-try (failed, retried, a memo hit, a join) is copied when it ends, since a
-retry changes the record: its values extend one flat list of numbers and
-strings.  Either way no lock, no formatting in the hook.  What needs thought
+Most tries are a task's first, and succeed.  For those the hook copies the
+few fields that vary in one C call (``attrgetter``) and queues them; the
+values every such row shares are literals in the statement, not bound.  Any
+other try (failed, retried, a memo hit, a join) is queued with all its
+values.  Either way the hook extends a flat list of numbers and strings: no
+lock, no formatting, no object for the garbage collector, and the task's
+record is freed as soon as the kernel lets go of it.  What needs thought
 (which time a try became pending, whether a launch time is this try's) is left
 to SQL in the ``tries`` view.
 
@@ -51,10 +50,6 @@ statement holds the GIL, and cost the workflow more than everything else the
 recorder does when the thread did it.  Where that process cannot be started
 or dies, the thread writes itself and the log says why.  ``try_log`` has no
 index to keep up: a report reads a run whole.
-
-The price of reading records late: a succeeded task's record (with its
-arguments) is freed when the writer has read it, up to ``FLUSH_INTERVAL``
-later than without monitoring.
 """
 
 from __future__ import annotations
@@ -71,8 +66,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
-from itertools import chain, repeat
 from typing import IO, TYPE_CHECKING, Any
 
 from flowkernel.contrib import monitoring_writer
@@ -171,40 +164,7 @@ _EXEC_DONE = States.exec_done
 _JOINING = States.joining
 _NAMES = {state: state.name for state in States}
 _now = time.time
-_first = operator.itemgetter(0)
-_second = operator.itemgetter(1)
 _record_id = operator.attrgetter("task_record.id")
-
-
-def _done_values(tasks: list[TaskRecord], inputs: Iterable[str] | None = None) -> list[Any]:
-    """The values of ``_DONE_ROW`` for each task (``_LINKED_ROW`` with ``inputs``), in a row.
-
-    Each task's tuple is freed as soon as it is copied: a batch of them alive
-    at once would set the garbage collector scanning them.
-    """
-    try:
-        return _flatten(map(_done_fields, tasks), inputs)
-    except AttributeError:
-        return _flatten(map(_named_done_fields, tasks), inputs)
-
-
-def _flatten(rows: Iterable[tuple[Any, ...]], inputs: Iterable[str] | None) -> list[Any]:
-    if inputs is not None:
-        rows = map(operator.add, rows, zip(inputs))
-    return list(chain.from_iterable(rows))
-
-
-def _linked_values(linked: list[tuple[TaskRecord, Any]]) -> list[Any]:
-    """The values of ``_LINKED_ROW`` for each (task, inputs), in a row."""
-    inputs = list(map(_second, linked))
-    try:
-        # ",".join(map(str, map(_record_id, inputs))) for each task, with no
-        # Python frame per task; an input that is not an AppFuture (a
-        # DataFuture, say) has no record and sends the batch the slow way.
-        ids = list(map(",".join, map(map, repeat(str), map(map, repeat(_record_id), inputs))))
-    except AttributeError:
-        ids = list(map(_input_ids, inputs))
-    return _done_values(list(map(_first, linked)), ids)
 
 
 def _input_ids(depends: Any) -> str:
@@ -234,13 +194,13 @@ class Recorder:
 
     A try is everything from a task entering ``pending`` to the state that
     ends the try (``fail_retryable`` or a final state).  When it ends, the
-    hook appends a first try that succeeded to ``_done`` (no inputs) or
-    ``_linked`` (with its inputs), and extends ``_values`` with the
-    ``_COLUMNS`` values of the row of any other try.
+    hook extends ``_done`` (a first try that succeeded, no inputs: the values
+    of ``_DONE_FIELDS``), ``_linked`` (the same and its input task ids) or
+    ``_values`` (any other try: the ``_COLUMNS`` values of its row).
 
-    One ``list.append`` or ``list.extend`` of a tuple is atomic, so hooks of
-    different tasks need no lock and never interleave their values, and the
-    writer can take the first items off a list while hooks append.
+    One ``list.extend`` of a tuple is atomic, so hooks of different tasks need
+    no lock and never interleave their values, and the writer can take the
+    first values off a list while hooks append.
     """
 
     def __init__(self, kernel: DataFlowKernel, path: str) -> None:
@@ -249,8 +209,10 @@ class Recorder:
         self.run_id = kernel.run_id
         self._values: list[Any] = []
         self._add = self._values.extend
-        self._done: list[TaskRecord] = []
-        self._linked: list[tuple[TaskRecord, Any]] = []
+        self._done: list[Any] = []
+        self._add_done = self._done.extend
+        self._linked: list[Any] = []
+        self._add_linked = self._linked.extend
         self._stop = threading.Event()
         self._writer = threading.Thread(
             target=self._write_loop, name="flowkernel-monitoring", daemon=True
@@ -302,13 +264,18 @@ class Recorder:
     def flowkernel_task_state_changed(self, task: TaskRecord, old: States, new: States) -> None:
         depends = task.depends
         if new is _EXEC_DONE and not task.try_id and old is not _JOINING:
-            # Most tries: the record keeps the rest of the row as it is now,
-            # and the writer reads it there (all but the inputs, which the
-            # kernel lets go of next).
+            try:
+                fields = _done_fields(task)
+            except AttributeError:
+                fields = _named_done_fields(task)
             if depends:
-                self._linked.append((task, depends))
+                try:  # _input_ids without its frame, when every input is an AppFuture
+                    ids = ",".join(map(str, map(_record_id, depends)))
+                except AttributeError:  # a DataFuture, say
+                    ids = _input_ids(depends)
+                self._add_linked((*fields, ids))
             else:
-                self._done.append(task)
+                self._add_done(fields)
             return
         history = task.fail_history
         try:
@@ -339,8 +306,8 @@ class Recorder:
             # Hooks only append whole rows, so what is taken is whole rows.
             batches = (
                 (_ROW, _take(self._values)),
-                (_DONE_ROW, _done_values(_take(self._done))),
-                (_LINKED_ROW, _linked_values(_take(self._linked))),
+                (_DONE_ROW, _take(self._done)),
+                (_LINKED_ROW, _take(self._linked)),
             )
             for row, values in batches:
                 if values:
