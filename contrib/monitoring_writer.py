@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 _LENGTH = struct.Struct("<I")
 
 ROWS_PER_INSERT = 512
-"""Most rows per INSERT statement: one GIL hand-off per this many rows."""
+"""Most rows per INSERT statement (written in the workflow's process, one GIL hand-off each)."""
 
 # SQLite takes up to 32,766 parameters per statement since 3.32, 999 before.
 _MAX_PARAMETERS = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
@@ -83,6 +83,8 @@ def insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) -> 
         batches = (values[i : i + step] for i in range(done, end, step))
         statement = _statements.get((one, rows))
         if statement is None:
+            if len(_statements) >= 64:  # a process recording many runs, one after another
+                _statements.clear()
             statement = _statements[one, rows] = "INSERT INTO try_log VALUES " + ",".join(
                 [one] * rows
             )
@@ -91,7 +93,7 @@ def insert(db: sqlite3.Connection, run_id: str, row: str, values: list[Any]) -> 
 
 
 _statements: dict[tuple[str, int], str] = {}
-"""INSERT statements made so far, by row and rows: a few per run and row."""
+"""INSERT statements made so far, by row (with its run id) and rows: some ten per row of a run."""
 
 
 def apply(db: sqlite3.Connection, run_id: str, message: tuple[Any, ...]) -> None:
