@@ -269,8 +269,14 @@ class Recorder:
             except AttributeError:
                 fields = _named_done_fields(task)
             if depends:
-                try:  # _input_ids without its frame, when every input is an AppFuture
-                    ids = ",".join(map(str, map(_record_id, depends)))
+                # _input_ids without its frame, when every input is an AppFuture;
+                # one input's id goes as a number: the column's TEXT affinity
+                # stores it as its digits, and no string is made here.
+                try:
+                    if len(depends) == 1:
+                        ids: int | str = _record_id(depends[0])
+                    else:
+                        ids = ",".join(map(str, map(_record_id, depends)))
                 except AttributeError:  # a DataFuture, say
                     ids = _input_ids(depends)
                 self._add_linked((*fields, ids))
