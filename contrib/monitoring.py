@@ -219,7 +219,7 @@ class Recorder:
         )
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
-        db = sqlite3.connect(path, check_same_thread=False)
+        db = monitoring_writer.connect(path)
         # Before anything is changed: a database of another layout is left as it was.
         (version,) = db.execute("PRAGMA user_version").fetchone()
         (tables,) = db.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -229,10 +229,8 @@ class Recorder:
                 f"monitoring database {path} has layout {version}, this flowkernel writes "
                 f"layout {SCHEMA_VERSION}: set Config(monitoring=...) to a new path"
             )
-        # A record of a run, not a bank: losing the last batch to a power cut is
-        # acceptable, waiting for the disk on every batch is not.
+        # Readers (a report) do not block the writer, and the writer does not block them.
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=OFF")
         db.executescript(SCHEMA)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute(
@@ -338,6 +336,8 @@ class Recorder:
                 stderr=self._errors,
             )
         except OSError as exc:
+            self._errors.close()
+            self._errors = None
             logger.warning("monitoring: cannot start the writer process (%s); writing here", exc)
             return None
 
